@@ -48,7 +48,7 @@ def test_broken_plugin_is_reported_and_the_others_load(plugin_path):
 
 
 def test_plugin_whose_register_hook_raises_is_reported(plugin_path):
-    source = "from osp.core import hookimpl\n\n@hookimpl\ndef register_schedulers(register):\n    raise ValueError('bad')\n"
+    source = "from osp.core import hookimpl\n\n@hookimpl\ndef register_schedulers(register):\n    raise ValueError()\n"
     write_distribution(plugin_path, "raising-plugin", "raising_plugin", source)
     write_distribution(plugin_path, "good-plugin", "good_plugin", GOOD)
     with pytest.warns(UserWarning, match="raising-plugin"):

@@ -46,7 +46,8 @@ class AttentionBackend:
         if not ok:
             return f"attention backend {self.name!r} is not available: {why}"
         if device.type not in self.devices:
-            return f"attention backend {self.name!r} does not run on {device.type} (runs on {', '.join(sorted(self.devices))})"
+            runs_on = ", ".join(sorted(self.devices))
+            return f"attention backend {self.name!r} does not run on {device.type} (runs on {runs_on})"
         if dtype not in self.dtypes:
             names = ", ".join(sorted(str(d).removeprefix("torch.") for d in self.dtypes))
             return f"attention backend {self.name!r} does not support {dtype} (supports {names})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 
@@ -53,7 +54,12 @@ def build_cli() -> click.Group:
     return cli
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
+    warnings.formatwarning = _one_line_warning  # CLI users see the message, not our source lines
     build_cli()
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="osp")
 

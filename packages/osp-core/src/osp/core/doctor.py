@@ -36,10 +36,13 @@ class Check:
 
 def torch_checks() -> list[Check]:
     cuda = torch.cuda.is_available()
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
+    devices = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    capability = torch.backends.cpu.get_cpu_capability()
     checks = [
-        Check("torch", True, f"{torch.__version__} ({'CUDA ' + str(torch.version.cuda) if torch.version.cuda else 'CPU build'})"),
-        Check("cpu", True, f"{torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}"),
-        Check("cuda", cuda, ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "no CUDA device"),
+        Check("torch", True, f"{torch.__version__} ({build})"),
+        Check("cpu", True, f"{torch.get_num_threads()} threads, capability {capability}"),
+        Check("cuda", cuda, devices if cuda else "no CUDA device"),
     ]
     if cuda:
         checks.append(Check("bf16", torch.cuda.is_bf16_supported(), "bf16 autocast on CUDA"))
@@ -53,7 +56,8 @@ def attention_checks() -> list[Check]:
     for entry in get_registry("attention_backend").entries():
         ok, why = entry.obj.available()
         devices = ",".join(sorted(entry.obj.devices))
-        checks.append(Check(f"attention:{entry.name}", ok, why or f"available (devices: {devices}; from {entry.distribution})"))
+        detail = why or f"available (devices: {devices}; from {entry.distribution})"
+        checks.append(Check(f"attention:{entry.name}", ok, detail))
     return checks
 
 

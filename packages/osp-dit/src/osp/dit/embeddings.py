@@ -83,9 +83,10 @@ class CaptionEmbedder(nn.Module):
 
     def token_drop(self, caption: torch.Tensor, force_drop_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         if caption.shape[2:] != self.y_embedding.shape:
+            tokens = self.y_embedding.shape[0]
             raise OspError(
                 f"caption features are {tuple(caption.shape[2:])} but the null caption is "
-                f"{tuple(self.y_embedding.shape)}; pad/truncate captions to model_max_length={self.y_embedding.shape[0]}"
+                f"{tuple(self.y_embedding.shape)}; pad/truncate captions to model_max_length={tokens}"
             )
         if force_drop_ids is None:
             drop = torch.rand(caption.shape[0], device=caption.device) < self.uncond_prob

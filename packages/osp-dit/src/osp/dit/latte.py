@@ -27,7 +27,7 @@ from einops import rearrange
 
 from osp.core import OspError
 
-from .attention import attention
+from .attention import attention, resolve_backend
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -261,6 +261,7 @@ class LatteT2V(ModelMixin, ConfigMixin):
         attention: str = "sdpa",
     ):
         super().__init__()
+        resolve_backend(attention)  # an unknown name fails here, listing the registered ones
         dim = num_attention_heads * attention_head_dim
         self.pos_embed = PatchEmbed(sample_size, patch_size, in_channels, dim)
         self.adaln_single = AdaLayerNormSingle(dim)
@@ -276,6 +277,13 @@ class LatteT2V(ModelMixin, ConfigMixin):
         temp_pos = sincos_1d(dim, torch.arange(video_length) / self.temp_interpolation_scale).float()
         self.register_buffer("temp_pos_embed", temp_pos[None], persistent=False)
         self.gradient_checkpointing = False
+
+    def set_attention_backend(self, name: str) -> None:
+        resolve_backend(name)
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.backend = name
+        self.register_to_config(attention=name)
 
     def temporal_pos_embed(self, num_frames: int) -> torch.Tensor:
         """[1, num_frames, C] with the configured interpolation scale (a prefix of the buffer when shorter)."""
@@ -301,6 +309,10 @@ class LatteT2V(ModelMixin, ConfigMixin):
            caption, row 1 + j the caption of image j; a single row serves every frame).
         mask: caption validity (1 = token), (B, L) or (B, 1 + N, L) matching y.
         Returns (B, out_channels, F + N, H, W).
+
+        Upstream honours use_image_num only in training mode; here it applies whenever it is passed. The
+        temporal table is added at layer 0 with or without images, as in upstream's gradient-checkpointing
+        path (the one every training script used; its other path skips it when images are present).
         """
         cfg = self.config
         batch, _, frames, height, width = x.shape
@@ -310,8 +322,13 @@ class LatteT2V(ModelMixin, ConfigMixin):
         if height % cfg.patch_size or width % cfg.patch_size:
             raise OspError(f"latent size {height}x{width} is not a multiple of patch_size {cfg.patch_size}; "
                            "crop or pad the latents")
-        timestep = timestep.reshape(-1).expand(batch) if timestep.numel() == 1 else timestep
+        timestep = torch.as_tensor(timestep, device=x.device).reshape(-1)
+        timestep = timestep.expand(batch) if timestep.numel() == 1 else timestep
+        if timestep.numel() != batch:
+            raise OspError(f"{timestep.numel()} timesteps for a batch of {batch}; pass one per sample")
         grid_h, grid_w = height // cfg.patch_size, width // cfg.patch_size
+        dtype = self.pos_embed.proj.weight.dtype
+        x, y = x.to(dtype), y.to(dtype)
 
         x = self.pos_embed(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, S, C)
         tokens = x.shape[1]

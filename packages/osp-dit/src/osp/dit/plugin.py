@@ -21,3 +21,10 @@ def register_models(register):
     for module in (stdit, stdit2, dit, pixart, latte):
         for name, factory in module.FLAVOURS.items():
             register(name, factory, module=module.__name__)
+
+
+@hookimpl
+def register_commands(cli):
+    from .convert.cli import dit
+
+    cli.add_command(dit)

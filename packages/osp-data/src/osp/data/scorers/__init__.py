@@ -1,0 +1,1 @@
+"""Scorers: stages that add one score column per row (registered under the ``scorer`` kind)."""

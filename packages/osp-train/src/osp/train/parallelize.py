@@ -1,0 +1,88 @@
+"""Apply parallelism to a single-device model from outside (torchtitan's ``parallelize`` style).
+
+- tensor parallel (``ctx.tp_group``): megatron Column/RowParallelLinear in attention and MLP;
+- sequence parallel (``ctx.cp_group``): frame-sharded tokens, all-to-all around temporal attention;
+- data parallel (``ctx.dp_cp_group``): gradients averaged after backward.
+
+Why the average runs over data x context ranks: with sequence parallelism every context rank
+computes the same loss from the gathered output, and the gather's backward sums the full gradient
+over the group, so each rank holds ``cp`` times its share; averaging over ``dp * cp`` ranks yields
+the gradient of the mean loss over the global batch (megatron's convention).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from .distributed import ParallelContext
+from .sequence_parallel import apply_sequence_parallel
+from .tensor_parallel import apply_tensor_parallel, has_partial_grad, is_tensor_parallel
+
+
+def parallelize(model: nn.Module, ctx: ParallelContext) -> nn.Module:
+    """Shard ``model`` in place for ``ctx``; call it after loading dense weights, before the optimizer."""
+    if ctx.tp_size > 1:
+        apply_tensor_parallel(model, ctx.tp_group)
+    if ctx.cp_size > 1:
+        apply_sequence_parallel(model, ctx.cp_group)
+    return model
+
+
+def sync_gradients(params: list[nn.Parameter], ctx: ParallelContext, bucket_bytes: int = 25 * 2**20) -> None:
+    """Sum the partial gradients of TP-replicated QK-norms over the TP group, then average all
+    gradients over the data x context parallel ranks (bucketed all-reduce)."""
+    if ctx.tp_size > 1:
+        partial = [p.grad for p in params if p.grad is not None and has_partial_grad(p)]
+        if partial:
+            _all_reduce_bucket(partial, ctx.tp_group, divide_by=1)
+    world = dist.get_world_size(ctx.dp_cp_group) if ctx.distributed else 1
+    if world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for g in grads + [None]:
+        if g is not None:
+            bucket.append(g)
+            size += g.numel() * g.element_size()
+        if bucket and (g is None or size >= bucket_bytes):
+            _all_reduce_bucket(bucket, ctx.dp_cp_group, divide_by=world)
+            bucket, size = [], 0
+
+
+def _all_reduce_bucket(grads: list[torch.Tensor], group, divide_by: int) -> None:
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat, group=group)
+    if divide_by != 1:
+        flat /= divide_by
+    for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+        g.copy_(synced)
+
+
+def grad_norm(params: list[nn.Parameter], ctx: ParallelContext) -> torch.Tensor:
+    """Global L2 norm of the (synced) gradients: TP shards summed over the TP group, replicated
+    parameters counted once."""
+    sharded = [p.grad.detach().float() for p in params if p.grad is not None and is_tensor_parallel(p)]
+    replicated = [p.grad.detach().float() for p in params if p.grad is not None and not is_tensor_parallel(p)]
+    zero = torch.zeros((), device=ctx.device)
+    sq_sharded = sum((g.pow(2).sum() for g in sharded), zero)
+    if sharded and ctx.tp_size > 1:
+        dist.all_reduce(sq_sharded, group=ctx.tp_group)
+    sq_replicated = sum((g.pow(2).sum() for g in replicated), zero)
+    return (sq_sharded + sq_replicated).sqrt()
+
+
+def clip_gradients(params: list[nn.Parameter], max_norm: float, ctx: ParallelContext) -> torch.Tensor:
+    """Scale gradients so their global norm is at most ``max_norm`` (0 = measure only); returns the norm."""
+    norm = grad_norm(params, ctx)
+    if max_norm > 0 and math.isfinite(norm.item()):
+        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(coef.to(p.grad.dtype))
+    return norm
