@@ -5,13 +5,16 @@ Both models are the osp classes at a CPU-sized config (fp32, 2 threads): hidden 
 32x32 latents with 2x2 patches (256 tokens per frame), 16 caption tokens, batch 1. One step is forward +
 MSE loss + backward. Each (model, frames) point runs in a fresh Python process, so that
 
-- time: median over the timed steps after one warm-up step (wall clock);
+- time: the fastest of the timed steps after one warm-up step; wall clock with 2 threads by default (the
+  minimum, because other load only ever adds time), or with `--clock cpu` the CPU time of a single thread
+  (torch.set_num_threads(1); time.thread_time), which other processes sharing the cores do not inflate;
 - peak memory: the process's peak resident set size (getrusage ru_maxrss) minus its resident size just
   before the first step (model, optimizer-free, and inputs already built): the growth caused by the
   forward/backward activations and temporaries, as the OS sees it (includes allocator caching).
 
     python benchmarks/dit_scaling.py            # frames 4 8 16 32, ~2-4 minutes on 2 cores
     python benchmarks/dit_scaling.py --quick    # smoke run: tiny grid, frames 2 4, one timed step
+    python benchmarks/dit_scaling.py --clock cpu --frames 32   # compute cost on a busy machine
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -35,14 +37,16 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def run_point(model_name: str, frames: int, size: int, steps: int, hidden: int, depth: int, heads: int) -> dict:
+def run_point(model_name: str, frames: int, size: int, steps: int, hidden: int, depth: int, heads: int,
+              clock: str) -> dict:
     """One (model, frames) measurement; runs inside its own process."""
     import warnings
 
     import torch
 
     warnings.simplefilter("ignore")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if clock == "cpu" else 2)
+    timer = time.thread_time if clock == "cpu" else time.perf_counter  # CPU autograd runs on this thread
     torch.manual_seed(0)
     from osp.dit.dit import DiT
     from osp.dit.stdit import STDiT
@@ -65,12 +69,12 @@ def run_point(model_name: str, frames: int, size: int, steps: int, hidden: int, 
     before = rss_bytes()
     times = []
     for i in range(steps + 1):
-        start = time.perf_counter()
+        start = timer()
         step()
         if i > 0:  # the first step is a warm-up
-            times.append(time.perf_counter() - start)
+            times.append(timer() - start)
     tokens = batch * frames * (size // 2) ** 2
-    seconds = statistics.median(times)
+    seconds = min(times)
     return {"model": model_name, "frames": frames, "tokens": tokens, "step_s": seconds,
             "tokens_per_s": tokens / seconds, "peak_mb": max(0, peak_rss_bytes() - before) / 2**20}
 
@@ -78,7 +82,7 @@ def run_point(model_name: str, frames: int, size: int, steps: int, hidden: int, 
 def measure(model_name: str, frames: int, args) -> dict:
     cmd = [sys.executable, __file__, "--child", model_name, str(frames), "--size", str(args.size),
            "--steps", str(args.steps), "--hidden", str(args.hidden), "--depth", str(args.depth),
-           "--heads", str(args.heads)]
+           "--heads", str(args.heads), "--clock", args.clock]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{model_name} with {frames} frames failed:\n{done.stderr}")
@@ -90,24 +94,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 16x16 latents, frames 2 4, 1 step")
     parser.add_argument("--frames", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--size", type=int, default=32, help="latent height = width (2x2 patches)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per point (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per point (after one warm-up)")
     parser.add_argument("--hidden", type=int, default=192)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--heads", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: wall clock, 2 threads; cpu: CPU time of 1 thread (robust to other load)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         result = run_point(args.child[0], int(args.child[1]), args.size, args.steps, args.hidden, args.depth,
-                           args.heads)
+                           args.heads, args.clock)
         print(json.dumps(result))
         return
     if args.quick:
         args.frames, args.size, args.steps = [2, 4], 16, 1
 
-    print(f"CPU fp32, 2 threads, batch 1, hidden {args.hidden}, depth {args.depth}, {args.heads} heads, "
+    threads = "1 thread, thread CPU time" if args.clock == "cpu" else "2 threads, wall clock"
+    print(f"CPU fp32, {threads}, batch 1, hidden {args.hidden}, depth {args.depth}, {args.heads} heads, "
           f"{args.size}x{args.size} latents -> {(args.size // 2) ** 2} tokens/frame; forward+backward; "
-          f"median of {args.steps} step(s) after a warm-up; peak = ru_maxrss growth over pre-step RSS")
+          f"fastest of {args.steps} step(s) after a warm-up; peak = ru_maxrss growth over pre-step RSS")
     print(f"{'model':<6} {'frames':>6} {'tokens':>7} {'step ms':>9} {'tokens/s':>10} {'peak MB':>9}")
     results = {}
     for frames in args.frames:

@@ -34,15 +34,15 @@ def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
     return cv2.GaussianBlur(noise, (0, 0), 2.0)
 
 
-def pan_frames(direction: tuple[int, int], num_frames: int = 31, size=(96, 128), step: int = 3, seed: int = 0):
-    """A camera panning over a big texture: window moves by ``step`` px per frame along ``direction``."""
+def pan_frames(direction: tuple[int, int], num_frames: int = 31, size=(144, 192), step: float = 0.4, seed: int = 0):
+    """A camera panning over a big texture: window moves ``step`` px per frame (rounded) along ``direction``."""
     h, w = size
-    margin = step * num_frames + 4
+    margin = int(step * num_frames) + 4
     big = texture(h + 2 * margin, w + 2 * margin, seed)
     frames = []
     for t in range(num_frames):
-        y = margin + direction[1] * step * t
-        x = margin + direction[0] * step * t
+        y = margin + direction[1] * round(step * t)
+        x = margin + direction[0] * round(step * t)
         frames.append(big[y : y + h, x : x + w])
     return np.stack(frames)
 

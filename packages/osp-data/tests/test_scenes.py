@@ -8,6 +8,7 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import CLIPS_WITH_CUTS
 
@@ -64,7 +65,7 @@ def _closest(frame: np.ndarray, candidates: dict[int, np.ndarray]) -> int:
 def test_cut_clips_start_and_end_on_the_right_frames(media_dir, tmp_path, backend):
     name = "video_wan_ati-1.webp"
     source = media_dir / name
-    table = read_table_from([str(source)])
+    table = pd.DataFrame({"path": [str(source)]})
     run_stage(SceneDetectStage(), table, tmp_path / "scenes.csv", workers=1, progress=False)
     scenes_table = read_table(tmp_path / "scenes.csv")
     if backend == "ffmpeg":  # ffmpeg cannot read animated WebP: cut from a lossless mkv copy of it
@@ -88,15 +89,7 @@ def test_cut_clips_start_and_end_on_the_right_frames(media_dir, tmp_path, backen
         assert np.abs(clip.astype(float) - src[start:end]).mean() < 4  # only h264's loss
 
 
-def read_table_from(paths):
-    import pandas as pd
-
-    return pd.DataFrame({"path": paths})
-
-
 def test_scene_detect_command_writes_timestamps(media_dir, tmp_path, osp_cli):
-    import pandas as pd
-
     pd.DataFrame({"path": [str(media_dir / "video_wan_ati-1.webp")]}).to_csv(tmp_path / "in.csv", index=False)
     result = osp_cli("data", "scenes", tmp_path / "in.csv", "-o", tmp_path / "out.csv", "--workers", 1)
     assert result.exit_code == 0, result.output

@@ -1,7 +1,7 @@
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from toy import alphas_cumprod_1000
+from scheduler_toy import alphas_cumprod_1000
 
 from osp.sample.schedulers import DDIMSampler, DPMSolverSampler
 

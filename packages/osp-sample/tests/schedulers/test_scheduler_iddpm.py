@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from toy import alphas_cumprod_1000
+from scheduler_toy import alphas_cumprod_1000
 
 from osp.sample.schedulers import Guidance, IDDPMScheduler, space_timesteps
 from osp.sample.schedulers.iddpm import DiffusionTables, linear_betas, respaced_betas

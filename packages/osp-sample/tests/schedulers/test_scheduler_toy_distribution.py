@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from toy import eps_oracle, mixture_mean_std, velocity_oracle
+from scheduler_toy import eps_oracle, mixture_mean_std, velocity_oracle
 
 from osp.sample.schedulers import DDIMSampler, DPMSolverSampler, IDDPMScheduler, RectifiedFlowScheduler
 

@@ -14,6 +14,8 @@ import pandas as pd
 
 from osp.core import OspError
 
+from .table import TRAIN_COLUMNS
+
 _URL = re.compile(r"https?://\S+|www\.\S+")
 # Openings captioning LLMs put before the content (upstream --refine-llm-caption).
 _LLM_OPENINGS = re.compile(
@@ -161,7 +163,5 @@ def apply(table: pd.DataFrame, **opts) -> tuple[pd.DataFrame, list[str]]:
         table = table[_need(table, "cmotion", "--cmotion").isin(opts["cmotion"])]
         tags.append("cm")
     if opts.get("train_column"):
-        table, _ = table[[c for c in (
-            "path", "text", "num_frames", "fps", "height", "width", "aspect_ratio", "resolution", "text_len",
-        ) if c in table.columns]], tags.append("train")
+        table, _ = table[[c for c in TRAIN_COLUMNS if c in table.columns]], tags.append("train")
     return table.reset_index(drop=True), tags

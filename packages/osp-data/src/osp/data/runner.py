@@ -34,6 +34,11 @@ _worker_stage: Stage | None = None
 
 def _init_worker(stage: Stage) -> None:
     global _worker_stage
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)  # one process per core: library thread pools would oversubscribe
+    torch.set_num_threads(1)
     _worker_stage = stage
     _worker_stage.setup()
 

@@ -39,7 +39,7 @@ def _writer(output_dir: str | os.PathLike, max_count: int):
     return wds.ShardWriter(str(Path(output_dir) / SHARD_PATTERN), maxcount=max_count, verbose=0)
 
 
-def _shard_list(writer, output_dir) -> list[Path]:
+def _shard_list(output_dir) -> list[Path]:
     return sorted(Path(output_dir).glob("shard-*.tar"))
 
 
@@ -56,7 +56,7 @@ def write_clip_shards(table: pd.DataFrame, output_dir: str | os.PathLike, max_co
             meta.update({c: _jsonable(row[c]) for c in META_COLUMNS if c in row})
             writer.write({"__key__": f"{index:09d}", path.suffix.lower().lstrip("."): path.read_bytes(),
                           "json": json.dumps(meta).encode()})
-    return _shard_list(writer, output_dir)
+    return _shard_list(output_dir)
 
 
 def _decode_video(data: bytes, extension: str) -> torch.Tensor:
@@ -111,7 +111,7 @@ class FeatureShardWriter:
 
     def close(self) -> list[Path]:
         self._writer.close()
-        return _shard_list(self._writer, self.output_dir)
+        return _shard_list(self.output_dir)
 
     def __enter__(self):
         return self

@@ -215,6 +215,8 @@ def _largest_blob(mask: np.ndarray) -> np.ndarray | None:
 
 def analyse(frames) -> dict:
     """Recover {colour, shape, direction, speed, size} (and measurements) from uint8 [T, H, W, 3] frames."""
+    import cv2
+
     video = np.asarray(frames.numpy() if hasattr(frames, "numpy") else frames, dtype=np.float64)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise OspError(f"analyse expects frames [T, H, W, 3], got {video.shape}")
@@ -226,6 +228,8 @@ def analyse(frames) -> dict:
         diff = np.abs(frame - background).max(axis=-1)
         if diff.max() < 40:  # nothing stands out in this frame
             continue
+        if np.abs(border - background).mean() > 3:  # visibly noisy: smooth before measuring the shape
+            diff = cv2.GaussianBlur(diff, (0, 0), 0.7)
         blob = _largest_blob(diff > 0.5 * diff.max())
         if blob is None:
             continue

@@ -141,8 +141,24 @@ def _build(cls, values: Any, where: str):
         if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
             kwargs[name] = _build(f.default_factory, value if value is not None else {}, _join(where, name))
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(f, value, _join(where, name))
     return cls(**kwargs)
+
+
+def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
+    """Numbers written as YAML strings ("1e-4" is a string in YAML 1.1) become the field's type."""
+    default = f.default
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError
+        elif isinstance(default, float) and isinstance(value, (int, str)):
+            return float(value)
+        elif isinstance(default, int) and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise OspError(f"{key}={value!r} must be a {type(default).__name__}") from None
+    return value
 
 
 def _join(where: str, name: str) -> str:

@@ -223,5 +223,20 @@ def to_dense(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, to
     return dense
 
 
+def local_from_dense(model: nn.Module, dense: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of ``to_dense``: this rank's slices of dense per-parameter tensors."""
+    local = dict(dense)
+    for name, module in model.named_modules():
+        if isinstance(module, ColumnLinear):
+            tp, rank = dist.get_world_size(module.tp_group), dist.get_rank(module.tp_group)
+            for key in ("weight", "bias"):
+                if f"{name}.{key}" in dense:
+                    local[f"{name}.{key}"] = _take_rows(dense[f"{name}.{key}"], module.groups, tp, rank)
+        elif isinstance(module, RowLinear) and f"{name}.weight" in dense:
+            tp, rank = dist.get_world_size(module.tp_group), dist.get_rank(module.tp_group)
+            local[f"{name}.weight"] = dense[f"{name}.weight"].chunk(tp, dim=1)[rank]
+    return local
+
+
 def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return to_dense(model, model.state_dict())

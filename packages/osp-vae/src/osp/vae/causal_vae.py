@@ -20,6 +20,7 @@ from osp.core import OspError
 from .distribution import DiagonalGaussianDistribution
 from .interface import VideoVAEMixin
 from .modules import ATTN_IMPLS, AttnBlock3D, Normalize, resolve_module
+from .norm_stats import run_with_shared_stats
 from .tiling import tiled_2d, tiled_time
 
 
@@ -212,6 +213,8 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         self.use_tiling = False
         self.use_slicing = False
         self.tile_overlap_factor = 0.25
+        self.tile_norm_stats = "tile"  # "tile": per-tile GroupNorm statistics, as released; "shared": pooled
+        self.norm_stats_passes = 2
         self._set_tile_sizes(256, 65)
 
     def _check_config(self) -> None:
@@ -235,9 +238,18 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         self.tile_latent_min_size_t = (sample_t - 1) // self.temporal_compression + 1
 
     def enable_tiling(self, use_tiling: bool = True, tile_sample_min_size: int | None = None,
-                      tile_sample_min_size_t: int | None = None, tile_overlap_factor: float | None = None) -> None:
-        """Tile in space (256 px tiles, overlap 0.25) and time (65-frame windows); sizes can be changed."""
+                      tile_sample_min_size_t: int | None = None, tile_overlap_factor: float | None = None,
+                      norm_stats: str | None = None, norm_stats_passes: int | None = None) -> None:
+        """Tile in space (256 px tiles, overlap 0.25) and time (65-frame windows); sizes can be changed.
+
+        norm_stats="tile" normalises each tile with its own GroupNorm statistics (as released, seams
+        between tiles); "shared" pools them over all tiles (norm_stats_passes extra tiled passes).
+        """
+        if norm_stats is not None and norm_stats not in ("tile", "shared"):
+            raise OspError(f"norm_stats must be 'tile' or 'shared', got {norm_stats!r}")
         self.use_tiling = use_tiling
+        self.tile_norm_stats = norm_stats or self.tile_norm_stats
+        self.norm_stats_passes = norm_stats_passes or self.norm_stats_passes
         self._set_tile_sizes(tile_sample_min_size or self.tile_sample_min_size,
                              tile_sample_min_size_t or self.tile_sample_min_size_t)
         if tile_overlap_factor is not None:
@@ -255,10 +267,19 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
 
     # --------------------------------------------------------------------- encode
 
+    def _tiles_needed(self, shape, tile: int, tile_t: int) -> bool:
+        return self.use_tiling and (shape[2] > tile_t or shape[3] > tile or shape[4] > tile)
+
     def _encode_moments(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_tiling and x.shape[2] > self.tile_sample_min_size_t:
-            return tiled_time(x, self._encode_space, self.tile_sample_min_size_t)
-        return self._encode_space(x)
+            run = lambda: tiled_time(x, self._encode_space, self.tile_sample_min_size_t)
+        else:
+            run = lambda: self._encode_space(x)
+        if self.tile_norm_stats == "shared" and self._tiles_needed(
+            x.shape, self.tile_sample_min_size, self.tile_sample_min_size_t
+        ):
+            return run_with_shared_stats(self.encoder, run, self.norm_stats_passes)
+        return run()
 
     def _encode_space(self, x: torch.Tensor) -> torch.Tensor:
         tile = self.tile_sample_min_size
@@ -282,8 +303,14 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
 
     def _decode_video(self, z: torch.Tensor) -> torch.Tensor:
         if self.use_tiling and z.shape[2] > self.tile_latent_min_size_t:
-            return tiled_time(z, self._decode_space, self.tile_latent_min_size_t)
-        return self._decode_space(z)
+            run = lambda: tiled_time(z, self._decode_space, self.tile_latent_min_size_t)
+        else:
+            run = lambda: self._decode_space(z)
+        if self.tile_norm_stats == "shared" and self._tiles_needed(
+            z.shape, self.tile_latent_min_size, self.tile_latent_min_size_t
+        ):
+            return run_with_shared_stats(self.decoder, run, self.norm_stats_passes)
+        return run()
 
     def _decode_space(self, z: torch.Tensor) -> torch.Tensor:
         tile = self.tile_latent_min_size

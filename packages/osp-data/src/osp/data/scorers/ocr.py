@@ -47,7 +47,8 @@ class OcrScorer(Stage):
 
     def check(self) -> None:
         if shutil.which("tesseract") is None:
-            raise OspError("the ocr scorer needs the tesseract program: apt-get install tesseract-ocr tesseract-ocr-eng")
+            raise OspError("the ocr scorer needs the tesseract program: "
+                           "apt-get install tesseract-ocr tesseract-ocr-eng")
 
     def process(self, row: dict) -> dict:
         index = min(self.frame, frame_count(row) - 1)

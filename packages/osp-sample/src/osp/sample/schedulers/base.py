@@ -79,7 +79,7 @@ def guided(model_fn: ModelFn, guidance: Guidance | None, pred_channels: int) -> 
     def fn(x: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         b = x.shape[0]
         both = {k: _stack_for_cfg(v, guidance.uncond_kwargs.get(k, v), b) for k, v in kwargs.items()}
-        for k, v in guidance.uncond_kwargs.items():
+        for k in guidance.uncond_kwargs:
             if k not in kwargs:
                 raise ValueError(f"guidance sets {k!r} for the unconditional branch but the model call has no {k!r}")
         out = model_fn(torch.cat([x, x]), torch.cat([t, t]), **both)

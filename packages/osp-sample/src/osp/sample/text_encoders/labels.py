@@ -60,7 +60,7 @@ class UnconditionalEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, hidden_size: int):
         super().__init__()
-        self.register_buffer("token", torch.zeros(hidden_size), persistent=False)
+        self.register_buffer("token", torch.zeros(hidden_size))  # persistent: the folder needs a weights file
 
     max_length = 1
 

@@ -1,0 +1,30 @@
+"""`python -m osp.train CONFIG [key=value ...]` (what torchrun launches on every rank)."""
+
+import sys
+
+from osp.core.cli import OspGroup  # noqa: F401  (error formatting lives with the osp CLI)
+
+
+def main() -> None:
+    import click
+
+    from .cli import train_command
+
+    try:
+        train_command.main(args=sys.argv[1:], prog_name="python -m osp.train", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        from osp.core import OspError
+
+        if isinstance(exc, OspError):
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

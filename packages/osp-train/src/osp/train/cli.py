@@ -1,0 +1,34 @@
+"""`osp train CONFIG [key=value ...]` and `osp train-export CHECKPOINT OUT`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("train", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+def train_command(config: str, overrides: tuple[str, ...]) -> None:
+    """Train a model from CONFIG (YAML), with key.sub=value overrides.
+
+    One process: `osp train CONFIG`. Several: `torchrun --nproc_per_node N -m osp.train CONFIG`.
+    """
+    from .config import load_config
+    from .trainer import run
+
+    cfg = load_config(config, list(overrides))
+    trainer = run(cfg)
+    if trainer.ctx.is_main:
+        click.echo(f"trained to step {trainer.step}; checkpoints in {cfg.checkpoint.dir}")
+
+
+@click.command("train-export")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", type=click.Path(file_okay=False))
+@click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
+def export_command(checkpoint: str, output: str, weights: str) -> None:
+    """Write a training CHECKPOINT (a step-* folder) as a pipeline folder that `osp sample --model` loads."""
+    from .export import export_pipeline
+
+    path = export_pipeline(checkpoint, output, weights=weights)
+    click.echo(f"wrote {path}")

@@ -1,0 +1,47 @@
+"""Export a training checkpoint as a diffusers-layout pipeline folder (`osp sample --model` loads it).
+
+The transformer gets the EMA weights (default) or the raw ones; the scheduler, VAE and text encoder
+are rebuilt from the config stored in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from osp.core import OspError
+
+from . import checkpoint as ckpt
+from .components import build_model, build_scheduler, build_text_encoder, build_vae
+from .config import from_dict
+
+
+def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, weights: str = "ema") -> Path:
+    from osp.sample.pipeline_folder import write_folder
+
+    path = Path(checkpoint)
+    if not (path / "state.json").exists():
+        raise OspError(f"{path} is not a complete checkpoint (no state.json); pass a step-* folder")
+    cfg = from_dict(ckpt.load_meta(path)["config"])
+    cfg.model.pretrained = None
+    with torch.random.fork_rng():
+        model = build_model(cfg.model)
+    state = ckpt.load_model_state(path)
+    if weights == "ema":
+        if not (path / "ema.safetensors").exists():
+            raise OspError(f"{path} has no EMA weights (optim.ema_decay was 0); export with --weights model")
+        state.update(ckpt.load_model_state(path, "ema"))
+    model.load_state_dict(state)
+    text_encoder = build_text_encoder(cfg.text_encoder)
+    components = {
+        "transformer": model.eval(),
+        "scheduler": build_scheduler(cfg.scheduler),
+        "vae": build_vae(cfg.vae),
+        # osp-sample's HF text encoders wrap a transformers model and its tokenizer
+        "text_encoder": getattr(text_encoder, "model", text_encoder),
+        "tokenizer": getattr(text_encoder, "tokenizer", None),
+    }
+    write_folder(Path(output), components, extra={})
+    return Path(output)

@@ -1,0 +1,13 @@
+"""osp-train's plugin: the `osp train` and `osp train-export` commands."""
+
+from __future__ import annotations
+
+from osp.core import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    from .cli import export_command, train_command
+
+    cli.add_command(train_command)
+    cli.add_command(export_command)
