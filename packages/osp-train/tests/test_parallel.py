@@ -16,10 +16,10 @@ TOL = 1e-5
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("parallel")
     worker = Path(__file__).with_name("parallel_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(worker), str(out)] + [f"{m}:{layout}" for m, layout in CASES]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {f.name: json.loads(f.read_text()) for f in out.glob("*.json")}
 

@@ -14,10 +14,10 @@ MODELS = {
 }
 
 
-def tiny_config(tmp_dir, model: str = "STDiT2", **sections):
+def tiny_config(tmp_dir, flavour: str = "STDiT2", **sections):
     """Pixel-space training on 4-frame 16x16 synthetic clips with the tiny random T5 (no VAE)."""
     values = {
-        "model": dict(MODELS[model]),
+        "model": dict(MODELS[flavour]),
         "text_encoder": {"name": "tiny-t5", "kwargs": {"max_length": 16, "hidden_size": 32}},
         "scheduler": {"name": "iddpm"},
         "data": {"source": "synthetic", "num_samples": 16, "holdout": 8, "num_frames": 4, "image_size": [16, 16],
@@ -27,7 +27,7 @@ def tiny_config(tmp_dir, model: str = "STDiT2", **sections):
         "logging": {"every": 1, "progress": False},
     }
     for section, updates in sections.items():
-        values.setdefault(section, {}).update(updates)
+        values.setdefault(section, {}).update(updates)  # one level deep: sections are flat
     from osp.train.config import from_dict, validate
 
     cfg = from_dict(values)

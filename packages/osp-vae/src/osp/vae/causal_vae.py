@@ -51,7 +51,8 @@ class Encoder(nn.Module):
                 level.block.append(resnet(block_in, block_out, cfg.dropout, norm_num_groups=groups))
                 block_in = block_out
                 if curr_res in cfg.attn_resolutions:
-                    level.attn.append(_attention(cfg.encoder_attention, "encoder_attention", block_in, attn_impl, groups))
+                    attn = _attention(cfg.encoder_attention, "encoder_attention", block_in, attn_impl, groups)
+                    level.attn.append(attn)
             if cfg.encoder_spatial_downsample[i]:
                 down = resolve_module(cfg.encoder_spatial_downsample[i], "encoder_spatial_downsample")
                 level.downsample = down(block_in, block_in)
@@ -113,7 +114,8 @@ class Decoder(nn.Module):
                 level.block.append(resnet(block_in, block_out, cfg.dropout, norm_num_groups=groups))
                 block_in = block_out
                 if curr_res in cfg.attn_resolutions:
-                    level.attn.append(_attention(cfg.decoder_attention, "decoder_attention", block_in, attn_impl, groups))
+                    attn = _attention(cfg.decoder_attention, "decoder_attention", block_in, attn_impl, groups)
+                    level.attn.append(attn)
             if cfg.decoder_spatial_upsample[i]:
                 up = resolve_module(cfg.decoder_spatial_upsample[i], "decoder_spatial_upsample")
                 level.upsample = up(block_in, block_in)

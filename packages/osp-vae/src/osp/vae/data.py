@@ -10,7 +10,7 @@ import torch
 from osp.core import OspError
 from osp.core.video import probe_video, read_video, to_float
 
-from .interface import fit_num_frames, interpolate_frames
+from .interface import interpolate_frames
 
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif", ".webp"}
 
@@ -38,12 +38,10 @@ def resize_center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
     return video[:, :, top : top + size, left : left + size]
 
 
-def load_clip(path: str | Path, num_frames: int | None, resolution: int | None, temporal_compression: int = 4,
-              start: int = 0) -> torch.Tensor:
-    """[3,T,H,W] in [-1,1]: num_frames from `start` (None: all, trimmed to 1+k*tc), resized and center-cropped."""
-    if num_frames is None:
-        total = probe_video(path).num_frames - start
-        num_frames = fit_num_frames(max(total, 1), temporal_compression, "trim")
+def load_clip(path: str | Path, num_frames: int | None, resolution: int | None, start: int = 0) -> torch.Tensor:
+    """[3,T,H,W] in [-1,1]: num_frames from `start` (None: all), resized and center-cropped.
+
+    The frame count is left as read; format_video_shape makes it 1+k*tc with a warning."""
     video = to_float(read_video(path, start=start, num_frames=num_frames).frames)
     return resize_center_crop(video, resolution) if resolution else video
 

@@ -68,7 +68,8 @@ class FramewiseSDVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
             if not (path / "config.json").is_file():
                 raise OspError(f"{str(path)!r} is not a diffusers AutoencoderKL folder (no config.json)")
             vae = AutoencoderKL.from_pretrained(path)
-        model = cls(autoencoder_kl=dict(vae.config), micro_batch_size=micro_batch_size,
+        kl_config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+        model = cls(autoencoder_kl=kl_config, micro_batch_size=micro_batch_size,
                     scaling_factor=vae.config.scaling_factor)
         model.module.load_state_dict(vae.state_dict())
         return model

@@ -41,7 +41,8 @@ def causal_config_for(vae2d: AutoencoderKL, attn_impl: str = "fixed", num_time_d
     channels = list(cfg.block_out_channels)
     levels, ch = len(channels), channels[0]
     if any(c % ch for c in channels):
-        raise OspError(f"block_out_channels {channels} are not multiples of the first; cannot express as hidden_size_mult")
+        raise OspError(f"block_out_channels {channels} are not multiples of the first, so they cannot be "
+                       "expressed as hidden_size_mult")
     if any(t != "DownEncoderBlock2D" for t in cfg.down_block_types) or any(
         t != "UpDecoderBlock2D" for t in cfg.up_block_types
     ):
