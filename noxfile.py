@@ -13,14 +13,15 @@ import nox
 ROOT = Path(__file__).parent
 CONSTRAINTS = str(ROOT / "constraints.txt")
 WHEELHOUSE = ROOT / ".nox" / "_wheelhouse"
-OURS = ["osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample"]
+OURS = ["osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample", "osp-train"]
 # package -> its osp dependencies (what a fresh install of it must bring, and nothing more)
 CLOSURE = {
     "osp-core": {"osp-core"},
     "osp-vae": {"osp-core", "osp-vae"},
     "osp-dit": {"osp-core", "osp-dit"},
     "osp-data": {"osp-core", "osp-data"},
-    "osp-sample": {"osp-core", "osp-vae", "osp-dit", "osp-sample"},
+    "osp-sample": {"osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample"},
+    "osp-train": {"osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample", "osp-train"},
 }
 
 nox.options.sessions = ["lint", *[p.removeprefix("osp-") for p in OURS]]

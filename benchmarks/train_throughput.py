@@ -46,25 +46,25 @@ def worker(steps: int, out: str) -> None:
     from osp.train.config import load_config
     from osp.train.trainer import Trainer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(load_config(None, CONFIG + [f"checkpoint.dir={tmp}"]))
-        trainer.train(max_steps=2)  # warm-up
-        start = time.perf_counter()
-        trainer.train(max_steps=2 + steps)
-        elapsed = time.perf_counter() - start
-        model = trainer.model
-        matmul_params = sum(p.numel() for n, p in model.blocks.named_parameters() if p.dim() == 2)
-        c = model.config
-        T, S = 8, (32 // 2) ** 2
-        tokens = T * S
-        attn = 12 * c.depth * c.hidden_size * (T * S * S + S * T * T)
-        flops_per_sample = 6 * matmul_params * tokens + attn
-        if trainer.ctx.is_main:
-            samples = steps * trainer.cfg.data.batch_size
-            with open(out, "w") as f:
-                json.dump({"samples_per_s": samples / elapsed, "tokens_per_s": samples * tokens / elapsed,
-                           "flops_per_s": samples * flops_per_sample / elapsed, "world": trainer.ctx.world_size}, f)
-        trainer.close()
+    ckpt_dir = os.path.join(os.path.dirname(out), f"ckpt-{os.environ.get('WORLD_SIZE', '1')}")  # shared by ranks
+    trainer = Trainer(load_config(None, CONFIG + [f"checkpoint.dir={ckpt_dir}"]))
+    trainer.train(max_steps=2)  # warm-up
+    start = time.perf_counter()
+    trainer.train(max_steps=2 + steps)
+    elapsed = time.perf_counter() - start
+    model = trainer.model
+    matmul_params = sum(p.numel() for n, p in model.blocks.named_parameters() if p.dim() == 2)
+    c = model.config
+    T, S = 8, (32 // 2) ** 2
+    tokens = T * S
+    attn = 12 * c.depth * c.hidden_size * (T * S * S + S * T * T)
+    flops_per_sample = 6 * matmul_params * tokens + attn
+    if trainer.ctx.is_main:
+        samples = steps * trainer.cfg.data.batch_size
+        with open(out, "w") as f:
+            json.dump({"samples_per_s": samples / elapsed, "tokens_per_s": samples * tokens / elapsed,
+                       "flops_per_s": samples * flops_per_sample / elapsed, "world": trainer.ctx.world_size}, f)
+    trainer.close()
 
 
 def main() -> None:

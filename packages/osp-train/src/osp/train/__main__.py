@@ -2,7 +2,6 @@
 
 import sys
 
-from osp.core.cli import OspGroup  # noqa: F401  (error formatting lives with the osp CLI)
 
 
 def main() -> None:

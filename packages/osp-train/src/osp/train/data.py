@@ -17,7 +17,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 from torch.utils.data import default_collate

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import nn
 
 from osp.core import OspError
 
@@ -332,6 +330,3 @@ def run(cfg: TrainConfig) -> Trainer:
         trainer.close()
     return trainer
 
-
-def export_dir_default(cfg: TrainConfig) -> str:
-    return os.path.join(cfg.checkpoint.dir, "pipeline")
