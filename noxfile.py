@@ -24,6 +24,9 @@ CLOSURE = {
     "osp-train": {"osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample", "osp-train"},
 }
 
+# optional extras a package's tests exercise besides `test`
+EXTRAS = {"osp-sample": "test,demo"}
+
 nox.options.sessions = ["lint", *[p.removeprefix("osp-") for p in OURS]]
 nox.options.default_venv_backend = "venv"
 
@@ -41,7 +44,8 @@ def build_wheelhouse(session: nox.Session) -> None:
 def package_session(package: str, extra_system: tuple[str, ...] = ()):
     def run(session: nox.Session) -> None:
         build_wheelhouse(session)
-        session.install("-c", CONSTRAINTS, "--find-links", str(WHEELHOUSE), f"{ROOT / 'packages' / package}[test]")
+        extras = EXTRAS.get(package, "test")
+        session.install("-c", CONSTRAINTS, "--find-links", str(WHEELHOUSE), f"{ROOT / 'packages' / package}[{extras}]")
         session.run("python", str(ROOT / ".ci" / "check_installed.py"), *sorted(CLOSURE[package]))
         session.run("python", "-m", "pytest", str(ROOT / "packages" / package / "tests"), "-q", *session.posargs)
 

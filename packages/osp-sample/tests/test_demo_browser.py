@@ -19,8 +19,8 @@ import pytest
 import torch
 from osp.core import OspError
 from osp.core.video import probe_video, read_video
-from osp.sample.demo import (PIPELINE_DEFAULT_SIZE, Generator, Request, build_demo, frame_range, output_size,
-                             resolution_choices)
+from osp.sample.demo import (PIPELINE_DEFAULT_SIZE, Generator, Request, build_demo, check_port_free, frame_range,
+                             output_size, resolution_choices)
 from osp.sample.testing import make_tiny_pipeline
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,6 +57,15 @@ def test_missing_gradio_tells_how_to_install(monkeypatch, pipe):
     monkeypatch.setitem(sys.modules, "gradio", None)  # makes `import gradio` fail
     with pytest.raises(OspError, match=r'pip install "osp-sample\[demo\]"'):
         build_demo(pipe)
+
+
+def test_build_demo_from_a_folder(pipeline_dir, tmp_path):
+    import gradio
+
+    demo = build_demo(pipeline_dir, output_dir=tmp_path)
+    assert isinstance(demo, gradio.Blocks)
+    labels = {getattr(block, "label", None) for block in demo.blocks.values()}
+    assert {"Prompt", "Resolution", "Sampling steps", "Seed", "Video", "Image"} <= labels
 
 
 def test_choices_come_from_the_pipeline(pipe):
@@ -126,6 +135,15 @@ def test_bad_input_is_a_clear_error(pipe, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_busy_port_is_reported_before_loading_models():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OspError, match=f"127.0.0.1:{port}.*--port"):
+            check_port_free("127.0.0.1", port)
+
+
 # ------------------------------------------------------------------ in headless Chromium
 
 
@@ -187,6 +205,12 @@ VIDEO_IS_PLAYING = """() => {
 }"""
 
 
+IMAGE_IS_SHOWN = """() => {
+    const img = document.querySelector('#output-image img');
+    return img !== null && img.complete && img.naturalWidth === 32 && img.offsetParent !== null;
+}"""
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt: chromium)")
 def test_generate_video_plays_in_the_browser(demo_server, artifacts_dir, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -217,6 +241,16 @@ def test_generate_video_plays_in_the_browser(demo_server, artifacts_dir, tmp_pat
             screenshot = artifacts_dir / "osp-demo-video.png"
             page.screenshot(path=str(screenshot), full_page=True)
             print(f"demo screenshot: {screenshot}")
+
+            page.locator("#generate-image").click()
+            page.wait_for_function(IMAGE_IS_SHOWN, timeout=60_000)
+            video_hidden = page.evaluate("document.querySelector('#output-video video') === null "
+                                         "|| document.querySelector('#output-video video').offsetParent === null")
+            image_status = page.locator("#status").inner_text()
+
+            page.locator("#resolution label", has_text="144p").click()
+            page.locator("#aspect-ratio label", has_text="16:9 portrait").click()
+            page.locator("#size-note", has_text="144x256").wait_for(timeout=10_000)
         finally:
             browser.close()
 
@@ -225,3 +259,5 @@ def test_generate_video_plays_in_the_browser(demo_server, artifacts_dir, tmp_pat
     written = sorted(output_dir.glob("*.mp4"))
     assert len(written) == 1, log.read_text()
     assert probe_video(written[0]).num_frames == 12
+    assert video_hidden and image_status.startswith("image, 32x32"), image_status
+    assert len(list(output_dir.glob("*.png"))) == 1

@@ -263,11 +263,14 @@ def caption_command(captioner, source, template, model, extra, **opts):
 @click.option("--size", type=int, default=32, show_default=True, help="Frame height and width.")
 @click.option("--frames", "num_frames", type=int, default=16, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["mp4", "webp", "gif"]), default="mp4", show_default=True)
-def synth_command(num_videos, output_dir, seed, size, num_frames, fmt):
+@click.option("--exclude", multiple=True, metavar="COLOUR:SHAPE:DIRECTION",
+              help="Never draw this combination (repeatable; held out to test generalisation).")
+def synth_command(num_videos, output_dir, seed, size, num_frames, fmt, exclude):
     """Write the synthetic coloured-shapes set: clips + meta.csv with captions and ground truth."""
     from .synthetic import write_dataset
 
-    table_path = write_dataset(num_videos, output_dir, seed=seed, size=size, num_frames=num_frames, ext=fmt)
+    table_path = write_dataset(num_videos, output_dir, seed=seed, size=size, num_frames=num_frames, ext=fmt,
+                               exclude=exclude)
     click.echo(f"{num_videos} clips -> {table_path}")
 
 

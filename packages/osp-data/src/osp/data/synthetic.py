@@ -149,12 +149,34 @@ def caption(spec: SyntheticVideoSpec, rng: random.Random) -> str:
     )
 
 
-def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, width: int = 32):
-    """(table, clips): table rows hold the caption and ground truth; clips[i] is uint8 [T, H, W, 3]."""
+def parse_combinations(items) -> frozenset[tuple[str, str, str]]:
+    """``["red:circle:left", ...]`` -> {(colour, shape, direction), ...}; unknown words are an error."""
+    combos = set()
+    for item in items or ():
+        parts = tuple(p.strip() for p in str(item).split(":"))
+        if len(parts) != 3:
+            raise OspError(f"combination {item!r} must look like colour:shape:direction, e.g. red:circle:left")
+        for value, allowed, what in zip(parts, (COLOURS, SHAPES, DIRECTIONS), ("colour", "shape", "direction")):
+            if value not in allowed:
+                raise OspError(f"combination {item!r}: unknown {what} {value!r}; choose from {', '.join(allowed)}")
+        combos.add(parts)
+    return frozenset(combos)
+
+
+def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, width: int = 32, exclude=()):
+    """(table, clips): table rows hold the caption and ground truth; clips[i] is uint8 [T, H, W, 3].
+
+    ``exclude``: colour:shape:direction combinations never drawn (held out to test generalisation).
+    """
+    excluded = parse_combinations(exclude)
+    if len(excluded) >= len(COLOURS) * len(SHAPES) * len(DIRECTIONS):
+        raise OspError("exclude leaves no colour:shape:direction combination to draw")
     rows, clips = [], []
     for i in range(n):
         rng = random.Random(f"{seed}-{i}")  # each sample on its own stream: sample i is the same for any n
         spec = random_spec(rng, num_frames, height, width)
+        while (spec.colour, spec.shape, spec.direction) in excluded:  # redraw from the same stream
+            spec = random_spec(rng, num_frames, height, width)
         clips.append(render(spec))
         truth = asdict(spec)
         truth["start_x"], truth["start_y"] = truth.pop("start")
@@ -163,14 +185,14 @@ def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, 
 
 
 def write_dataset(n: int, output_dir: str | os.PathLike, seed: int = 0, size: int = 32, num_frames: int = 16,
-                  ext: str = "mp4") -> Path:
+                  ext: str = "mp4", exclude=()) -> Path:
     """Write clips and ``meta.csv`` (Open-Sora columns + ground truth); returns the table's path."""
     from osp.core.video import write_video
 
     from .table import write_table
 
     output_dir = Path(output_dir)
-    table, clips = make_dataset(n, seed, num_frames, size, size)
+    table, clips = make_dataset(n, seed, num_frames, size, size, exclude=exclude)
     paths = []
     for i, frames in enumerate(clips):
         path = output_dir / f"synth_{i:06d}.{ext}"

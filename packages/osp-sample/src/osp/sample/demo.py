@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -233,13 +234,33 @@ def build_demo(pipeline, output_dir: str | Path = "outputs"):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 def demo_command(model, host, port, share, output_dir, device):
     """Serve a local web page to generate videos and images with a pipeline (needs osp-sample[demo])."""
+    try:
+        serve(model, host, port, share, output_dir, device)
+    except OspError as err:  # also a one-line message under `python -m osp.sample.demo`
+        raise click.ClickException(str(err)) from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before loading the models (minutes for a full-size pipeline), not after."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, port))
+    except OSError as err:
+        raise OspError(f"cannot serve on {host}:{port} ({err.strerror or err}); the port is taken or the address "
+                       "is not this machine's: pick another with --port or --host") from None
+
+
+def serve(model, host: str, port: int, share: bool, output_dir: Path, device: str | None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from a local tool
     import_gradio()
+    check_port_free(host, port)
     pipe, model = load_pipeline(model, device)
     if pipe.random_init:
         click.echo(f"warning: {model} is a randomly initialised test pipeline: its videos are noise", err=True)
     demo = build_demo(pipe, output_dir)
     click.echo(f"osp demo: {model} on http://{host}:{port} (results kept in {output_dir}); Ctrl+C stops it")
+    if share:
+        click.echo("warning: --share publishes this page on a public gradio.live address", err=True)
     try:
         demo.launch(server_name=host, server_port=port, share=share, inbrowser=False, show_error=True)
     except OSError as err:

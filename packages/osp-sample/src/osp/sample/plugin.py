@@ -29,5 +29,7 @@ def register_text_encoders(register):
 @hookimpl
 def register_commands(cli):
     from .cli import sample_command
+    from .demo import demo_command
 
     cli.add_command(sample_command)
+    cli.add_command(demo_command)

@@ -159,7 +159,8 @@ def inflate_command(sd_vae, out, init, attn):
 
     if not (Path(sd_vae) / "config.json").is_file():
         raise OspError(f"{sd_vae!r} is not a diffusers AutoencoderKL folder (no config.json)")
-    vae = inflate_autoencoder_kl(AutoencoderKL.from_pretrained(sd_vae), init=init, attn_impl=attn)
+    vae = inflate_autoencoder_kl(AutoencoderKL.from_pretrained(sd_vae, low_cpu_mem_usage=False), init=init,
+                                 attn_impl=attn)
     save_atomic(vae, out)
     click.echo(f"wrote {out} ({sum(p.numel() for p in vae.parameters()):,} parameters, {init} init, {attn} attention)")
 

@@ -67,7 +67,7 @@ class FramewiseSDVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
             path = Path(vae)
             if not (path / "config.json").is_file():
                 raise OspError(f"{str(path)!r} is not a diffusers AutoencoderKL folder (no config.json)")
-            vae = AutoencoderKL.from_pretrained(path)
+            vae = AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False)
         kl_config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
         model = cls(autoencoder_kl=kl_config, micro_batch_size=micro_batch_size,
                     scaling_factor=vae.config.scaling_factor)

@@ -80,7 +80,7 @@ def load_vae(folder: str | Path, attn_impl: str | None = None, micro_batch_size:
     if cls == "AutoencoderKL":
         return FramewiseSDVAE.from_autoencoder_kl(folder, micro_batch_size=micro_batch_size).eval()
     if cls == "FramewiseSDVAE":
-        model = FramewiseSDVAE.from_pretrained(folder)
+        model = FramewiseSDVAE.from_pretrained(folder, low_cpu_mem_usage=False)
         if micro_batch_size:
             model.micro_batch_size = micro_batch_size
         return model.eval()
