@@ -118,3 +118,23 @@ def test_random_spec_keeps_the_shape_inside_the_frame():
         for t in (0, 15):
             x, y = centre_at(spec, t)
             assert radius <= x <= 32 - radius and radius <= y <= 32 - radius
+
+
+def test_excluded_combinations_are_never_drawn_and_others_are_unchanged(osp_cli, tmp_path):
+    held = ["red:circle:left", "blue:square:up", "white:triangle:down"]
+    plain, _ = make_dataset(300, seed=7, num_frames=4)
+    table, _ = make_dataset(300, seed=7, num_frames=4, exclude=held)
+    combos = set(zip(table["colour"], table["shape"], table["direction"]))
+    assert not combos & {tuple(h.split(":")) for h in held}
+    redrawn = [(c, s, d) in {tuple(h.split(":")) for h in held}
+               for c, s, d in zip(plain["colour"], plain["shape"], plain["direction"])]
+    assert any(redrawn)  # the test set did contain them
+    keep = [not r for r in redrawn]
+    assert table[keep]["text"].tolist() == plain[keep]["text"].tolist()
+    with pytest.raises(OspError, match="unknown shape 'star'"):
+        make_dataset(2, exclude=["red:star:left"])
+    result = osp_cli("data", "synth", "-n", 40, "-o", tmp_path, "--frames", 4, "--format", "gif",
+                     *[a for h in held for a in ("--exclude", h)])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(tmp_path / "meta.csv")
+    assert not set(zip(written["colour"], written["shape"], written["direction"])) & {tuple(h.split(":")) for h in held}

@@ -87,7 +87,6 @@ def test_one_frame_writes_a_png(model, tmp_path):
     "args, message",
     [
         (["", "--model", "{model}"], "prompt 0 is empty"),
-        (["a cat"], "no model: pass --model"),
         (["a cat", "--model", "nowhere"], "no pipeline at 'nowhere'"),
         (["a cat", "--model", "{model}", "--resolution", "999p"], "valid: 144p, 240p"),
         (["a cat", "--model", "{model}", "--aspect-ratio", "5:7", "--resolution", "240p"], "valid height/width"),

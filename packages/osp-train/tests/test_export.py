@@ -20,3 +20,23 @@ def test_export_writes_ema_weights_into_a_pipeline_folder(tmp_path):
         p = params[name]
         torch.testing.assert_close(p, ema[name], rtol=0, atol=0)
     assert not torch.equal(ema["final_layer.linear.weight"], trainer.model.final_layer.linear.weight)
+
+
+def test_export_can_name_the_text_encoder_and_set_sampling_defaults(tmp_path):
+    import json
+
+    from osp.core import OspError
+
+    Trainer(tiny_config(tmp_path / "run", "STDiT2", optim={"ema_decay": 0.5, "max_steps": 1})).train()
+    out = export_pipeline(tmp_path / "run" / "step-000000001", tmp_path / "pipe", text_encoder_by_name=True,
+                          defaults={"num_frames": 4, "height": 16, "width": 16, "fps": 8})
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_osp_text_encoder"] == {"name": "tiny-t5", "kwargs": {"max_length": 16, "hidden_size": 32}}
+    assert index["text_encoder"] == [None, None] and not (out / "text_encoder").exists()
+    assert (index["_osp_defaults"]["num_frames"], index["_osp_defaults"]["height"]) == (4, 16)
+    try:
+        export_pipeline(tmp_path / "run" / "step-000000001", tmp_path / "bad", defaults={"frames": 4})
+    except OspError as exc:
+        assert "unknown pipeline defaults ['frames']" in str(exc)
+    else:
+        raise AssertionError("an unknown default was accepted")

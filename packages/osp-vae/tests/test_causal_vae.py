@@ -120,3 +120,14 @@ def test_bad_config_and_inputs_give_clear_errors():
     with pytest.raises(OspError, match="latents"):
         vae.decode(torch.zeros(1, 3, 2, 4, 4))
 
+
+
+def test_slicing_gives_the_batched_result():
+    vae = tiny_causal_vae()
+    x = torch.rand(3, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+        out = vae.decode(z).sample
+        vae.enable_slicing()
+        assert torch.allclose(vae.encode(x).latent_dist.mode(), z, atol=1e-5)
+        assert torch.allclose(vae.decode(z).sample, out, atol=1e-5)

@@ -1,5 +1,6 @@
 """Real video: a tiny VAE trained briefly on some clips reconstructs held-out clips better than before."""
 
+import pytest
 import torch
 from conftest import tiny_autoencoder_kl
 
@@ -19,16 +20,21 @@ def _held_out_metrics(vae, held):
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 
-def test_brief_training_beats_the_untrained_inflation_on_held_out_clips(clips, tmp_path):
-    train_clips, held_clips = clips[:4], clips[-3:]
-    bank = ClipBank(train_clips, resolution=32, max_frames=17)
-    held = [load_clip(p, 9, 32) for p in held_clips]
+@pytest.fixture(scope="module")
+def trained(clips):
+    bank = ClipBank(clips[:4], resolution=32, max_frames=17)
+    held = [load_clip(p, 9, 32) for p in clips[-3:]]
     vae = inflate_autoencoder_kl(tiny_autoencoder_kl())
     before = _held_out_metrics(vae, held)
     history = train_vae(vae, VAELoss(discriminator=None), bank,
                         TrainConfig(steps=30, batch_size=1, num_frames=9, lr=3e-3, log_every=10))
-    after = _held_out_metrics(vae, held)
+    return vae, held, before, _held_out_metrics(vae, held), history
+
+
+def test_brief_training_beats_the_untrained_inflation_on_held_out_clips(trained, tmp_path):
+    vae, _, before, after, history = trained
     assert history[-1]["rec_loss"] < history[0]["rec_loss"]
     assert after["psnr"] > before["psnr"] and after["ssim"] > before["ssim"] + 0.02
     save_atomic(vae, tmp_path / "vae")
     assert (tmp_path / "vae" / "config.json").is_file() and not (tmp_path / "vae.tmp").exists()
+

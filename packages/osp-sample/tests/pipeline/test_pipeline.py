@@ -176,3 +176,34 @@ def test_causal_vae_pipeline_checks_frame_counts():
     pipe.disable_vae_tiling()
     with pytest.raises(OspError, match="valid nearby: 5 or 9"):
         pipe("a cat", num_frames=8)
+
+
+def test_folder_can_name_a_registered_text_encoder_instead_of_copying_it(tmp_path):
+    from osp.core import lookup
+
+    original = make_tiny_pipeline()  # its text encoder is tiny-t5's (seed 0)
+    named = make_tiny_pipeline()
+    named.text_encoder, named.tokenizer = lookup("text_encoder", "tiny-t5")(max_length=16, hidden_size=32), None
+    named.text_encoder_ref = {"name": "tiny-t5", "kwargs": {"max_length": 16, "hidden_size": 32}}
+    named.save_pretrained(tmp_path / "named")
+    index = json.loads((tmp_path / "named" / "model_index.json").read_text())
+    assert index["_osp_text_encoder"] == named.text_encoder_ref
+    assert index["text_encoder"] == [None, None] and not (tmp_path / "named" / "text_encoder").exists()
+    loaded = OspVideoPipeline.from_pretrained(tmp_path / "named")
+    for p in (original, loaded):
+        p.set_progress_bar_config(disable=True)
+    a = original("a red car", generator=_gen(3), output_type="latent", **FAST).frames
+    b = loaded("a red car", generator=_gen(3), output_type="latent", **FAST).frames
+    torch.testing.assert_close(a, b)
+    loaded.save_pretrained(tmp_path / "again")  # the reference survives a round trip
+    assert json.loads((tmp_path / "again" / "model_index.json").read_text())["_osp_text_encoder"] == \
+        named.text_encoder_ref
+
+
+def test_a_malformed_text_encoder_reference_is_reported(tmp_path):
+    make_tiny_pipeline(tmp_path / "p")
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    index["_osp_text_encoder"] = "minilm"
+    (tmp_path / "p" / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(OspError, match="_osp_text_encoder must be"):
+        OspVideoPipeline.from_pretrained(tmp_path / "p")

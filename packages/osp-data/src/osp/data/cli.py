@@ -284,3 +284,37 @@ def shards_command(source, output_dir, max_count):
 
     shards = write_clip_shards(read_table(source, require=("path", "text")), output_dir, max_count=max_count)
     click.echo(f"{len(shards)} shard(s) -> {output_dir}")
+
+
+@data.command("precompute")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--vae", "vae_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="VAE folder (save_pretrained) that encodes the clips.")
+@click.option("--vae-type", default="causal-video-vae", show_default=True, help="Registered VAE name.")
+@click.option("--text-encoder", default="minilm", show_default=True, help="Registered text encoder name.")
+@click.option("--text-max-length", type=int, default=None, help="Tokens per caption (text encoder default).")
+@click.option("--num-frames", type=int, default=16, show_default=True)
+@click.option("--image-size", type=int, nargs=2, default=(256, 256), show_default=True, metavar="H W")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-count", type=int, default=1000, show_default=True, help="Samples per shard.")
+def precompute_command(source, output_dir, vae_path, vae_type, text_encoder, text_max_length, num_frames, image_size,
+                       batch_size, max_count):
+    """Encode clips (VAE latents, posterior mode) and captions once into feature shards for training."""
+    import torch
+
+    from .precompute import precompute_features
+
+    vae = lookup("vae", vae_type).from_pretrained(vae_path).eval()
+    encoder = lookup("text_encoder", text_encoder)(**({"max_length": text_max_length} if text_max_length else {}))
+
+    def encode_text(texts):
+        encoded = encoder.encode(texts)
+        return encoded.y[:, 0], encoded.mask
+
+    with torch.no_grad():
+        shards = precompute_features(read_table(source, require=("path", "text")),
+                                     lambda video: vae.encode_video(video, sample=False), encode_text, output_dir,
+                                     num_frames=num_frames, image_size=tuple(image_size), batch_size=batch_size,
+                                     max_count=max_count)
+    click.echo(f"{len(shards)} shard(s) -> {output_dir}")

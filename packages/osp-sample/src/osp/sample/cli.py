@@ -13,6 +13,13 @@ from .text_encoders.base import check_prompts
 
 VIDEO_SUFFIXES = (".mp4", ".webp", ".gif")
 MODEL_ENV = "OSP_PIPELINE"
+# the built-in default model, shipped as package data: a small STDiT2 + CausalVideoVAE trained on
+# osp-data's synthetic shapes (configs/default-model/), so `osp sample "a red circle moving right"` works offline
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+
+
+def default_model() -> str | None:
+    return str(DEFAULT_MODEL_DIR) if (DEFAULT_MODEL_DIR / "model_index.json").is_file() else None
 
 
 def read_prompts(prompt: str | None, prompt_file: Path | None) -> list[str]:
@@ -55,7 +62,7 @@ def load_pipeline(model: str | None, device: str | None):
 
     from .pipeline import OspVideoPipeline
 
-    model = model or os.environ.get(MODEL_ENV)
+    model = model or os.environ.get(MODEL_ENV) or default_model()
     if not model:
         raise OspError(f"no model: pass --model PIPELINE_DIR (or set {MODEL_ENV}). A pipeline folder holds "
                        "model_index.json with transformer/, vae/, text_encoder/, tokenizer/, scheduler/; "
@@ -72,7 +79,8 @@ def load_pipeline(model: str | None, device: str | None):
 @click.option("--prompt-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="one prompt per line")
 @click.option("--negative-prompt", default=None, help="steer away from this text (default: the model's null caption)")
-@click.option("--model", default=None, help=f"pipeline folder (diffusers layout; default ${MODEL_ENV})")
+@click.option("--model", default=None,
+              help=f"pipeline folder (diffusers layout); default ${MODEL_ENV}, else the built-in default model")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--num-frames", type=click.IntRange(min=1), default=None, help="frames per clip (pipeline default)")

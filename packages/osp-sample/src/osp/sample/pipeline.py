@@ -26,6 +26,7 @@ from .text_encoders import TextEmbedding, UnconditionalEncoder, as_text_encoder,
 
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 OUTPUT_TYPES = ("pt", "np", "uint8", "latent")
+TEXT_ENCODER_REF = "_osp_text_encoder"  # model_index.json key naming a registered text encoder
 # keys a scheduler swap carries over: they describe the trained chain, not the sampler
 CHAIN_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "cfg_channel")
 
@@ -44,8 +45,11 @@ class VideoPipelineOutput:
 
 class OspVideoPipeline:
     def __init__(self, transformer, vae, text_encoder, tokenizer=None, scheduler: OspScheduler | None = None,
-                 defaults: dict | None = None, random_init: bool = False):
+                 defaults: dict | None = None, random_init: bool = False, text_encoder_ref: dict | None = None):
         self.transformer, self.vae = transformer, vae
+        # {"name": registered text encoder, "kwargs": {...}}: the folder names its text encoder instead of
+        # holding a copy of its weights (e.g. minilm, which ships in its own package)
+        self.text_encoder_ref = text_encoder_ref
         self.text_encoder, self.tokenizer = text_encoder, tokenizer
         self.scheduler = scheduler if scheduler is not None else IDDPMScheduler()
         unknown = set(defaults or {}) - set(DEFAULTS)
@@ -62,19 +66,29 @@ class OspVideoPipeline:
     def from_pretrained(cls, path: str | Path, torch_dtype: torch.dtype | None = None) -> OspVideoPipeline:
         path = Path(path)
         index = read_index(path)
+        text_ref = index.get(TEXT_ENCODER_REF)
         parts = {}
         for name in COMPONENTS:
             library, class_name = index.get(name) or (None, None)
+            if text_ref is not None and name in ("text_encoder", "tokenizer"):
+                continue
             kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None and name in ("transformer", "vae") else {}
             parts[name] = load_component(path, name, library, class_name, **kwargs)
+        if text_ref is not None:
+            parts["text_encoder"], parts["tokenizer"] = _registered_text_encoder(text_ref, path), None
         for name in ("transformer", "vae", "text_encoder"):
             if parts[name] is None:
                 raise OspError(f"pipeline {str(path)!r} has no {name}; {INDEX} must name one")
-        return cls(**parts, defaults=index.get("_osp_defaults"), random_init=bool(index.get("_osp_random_init")))
+        return cls(**parts, defaults=index.get("_osp_defaults"), random_init=bool(index.get("_osp_random_init")),
+                   text_encoder_ref=text_ref)
 
     def save_pretrained(self, path: str | Path) -> None:
         extra = {"_osp_defaults": self.defaults, **({"_osp_random_init": True} if self.random_init else {})}
-        write_folder(Path(path), self.components, extra)
+        components = self.components
+        if self.text_encoder_ref is not None:
+            extra[TEXT_ENCODER_REF] = self.text_encoder_ref
+            components.update(text_encoder=None, tokenizer=None)
+        write_folder(Path(path), components, extra)
 
     @property
     def components(self) -> dict:
@@ -119,6 +133,8 @@ class OspVideoPipeline:
             if isinstance(module, torch.nn.Module):
                 cast = {"dtype": dtype} if dtype is not None and module is not self.text_encoder else {}
                 module.to(device=device, **cast)
+        if self.text_encoder_ref is not None and device is not None:  # a registered encoder object
+            self.text_encoder.to(device)
         return self
 
     @property
@@ -332,6 +348,13 @@ class OspVideoPipeline:
 
 
 # ------------------------------------------------------------------ argument helpers
+
+
+def _registered_text_encoder(ref, path: Path):
+    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+        raise OspError(f"{path / INDEX}: {TEXT_ENCODER_REF} must be {{\"name\": ..., \"kwargs\": {{...}}}}, "
+                       f"got {ref!r}")
+    return lookup("text_encoder", ref["name"])(**(ref.get("kwargs") or {}))
 
 
 def _per_prompt(value, b: int, repeats: int, name: str) -> list[list]:

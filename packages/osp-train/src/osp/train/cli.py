@@ -26,9 +26,20 @@ def train_command(config: str, overrides: tuple[str, ...]) -> None:
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
 @click.argument("output", type=click.Path(file_okay=False))
 @click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
-def export_command(checkpoint: str, output: str, weights: str) -> None:
+@click.option("--text-encoder-by-name", is_flag=True,
+              help="Name the registered text encoder in model_index.json instead of copying its weights.")
+@click.option("--default", "defaults", multiple=True, metavar="KEY=VALUE",
+              help="Sampling default of the pipeline (num_frames, height, width, fps, guidance_scale, ...).")
+def export_command(checkpoint: str, output: str, weights: str, text_encoder_by_name: bool,
+                   defaults: tuple[str, ...]) -> None:
     """Write a training CHECKPOINT (a step-* folder) as a pipeline folder that `osp sample --model` loads."""
+    from .config import parse_override
     from .export import export_pipeline
 
-    path = export_pipeline(checkpoint, output, weights=weights)
+    values = {}
+    for item in defaults:
+        key, value = parse_override(item)
+        values[".".join(key)] = value
+    path = export_pipeline(checkpoint, output, weights=weights, text_encoder_by_name=text_encoder_by_name,
+                           defaults=values)
     click.echo(f"wrote {path}")

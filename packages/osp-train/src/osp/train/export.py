@@ -18,7 +18,12 @@ from .components import build_model, build_scheduler, build_text_encoder, build_
 from .config import from_dict
 
 
-def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, weights: str = "ema") -> Path:
+def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, weights: str = "ema",
+                    text_encoder_by_name: bool = False, defaults: dict | None = None) -> Path:
+    """``text_encoder_by_name``: the folder names the registered text encoder (text_encoder.name/kwargs of the
+    config) instead of holding a copy of its weights. ``defaults``: the pipeline's sampling defaults
+    (num_frames, height, width, fps, guidance_scale, ...)."""
+    from osp.sample.pipeline import DEFAULTS, TEXT_ENCODER_REF
     from osp.sample.pipeline_folder import write_folder
 
     path = Path(checkpoint)
@@ -34,7 +39,18 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
             raise OspError(f"{path} has no EMA weights (optim.ema_decay was 0); export with --weights model")
         state.update(ckpt.load_model_state(path, "ema"))
     model.load_state_dict(state)
-    text_encoder = build_text_encoder(cfg.text_encoder)
+    unknown = set(defaults or {}) - set(DEFAULTS)
+    if unknown:
+        raise OspError(f"unknown pipeline defaults {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+    extra: dict = {"_osp_defaults": {**DEFAULTS, **defaults}} if defaults else {}
+    if text_encoder_by_name:
+        if not cfg.text_encoder.name or cfg.text_encoder.pretrained:
+            raise OspError("text_encoder_by_name needs a registered text encoder built from its name alone "
+                           "(text_encoder.name set, text_encoder.pretrained unset)")
+        extra[TEXT_ENCODER_REF] = {"name": cfg.text_encoder.name, "kwargs": dict(cfg.text_encoder.kwargs)}
+        text_encoder = None
+    else:
+        text_encoder = build_text_encoder(cfg.text_encoder)
     components = {
         "transformer": model.eval(),
         "scheduler": build_scheduler(cfg.scheduler),
@@ -43,5 +59,5 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
         "text_encoder": getattr(text_encoder, "model", text_encoder),
         "tokenizer": getattr(text_encoder, "tokenizer", None),
     }
-    write_folder(Path(output), components, extra={})
+    write_folder(Path(output), components, extra=extra)
     return Path(output)

@@ -216,7 +216,9 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         self.use_slicing = False
         self.tile_overlap_factor = 0.25
         self.tile_norm_stats = "tile"  # "tile": per-tile GroupNorm statistics, as released; "shared": pooled
-        self.norm_stats_passes = 2
+        self.norm_stats_passes = 1
+        self.tile_halo = 0  # latents of extra context around each spatial tile (0: as released)
+        self.tile_context_t = 0  # latents of extra past context before each temporal window (0: as released)
         self._set_tile_sizes(256, 65)
 
     def _check_config(self) -> None:
@@ -241,17 +243,22 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
 
     def enable_tiling(self, use_tiling: bool = True, tile_sample_min_size: int | None = None,
                       tile_sample_min_size_t: int | None = None, tile_overlap_factor: float | None = None,
-                      norm_stats: str | None = None, norm_stats_passes: int | None = None) -> None:
+                      norm_stats: str | None = None, norm_stats_passes: int | None = None,
+                      tile_halo: int | None = None, tile_context_t: int | None = None) -> None:
         """Tile in space (256 px tiles, overlap 0.25) and time (65-frame windows); sizes can be changed.
 
         norm_stats="tile" normalises each tile with its own GroupNorm statistics (as released, seams
         between tiles); "shared" pools them over all tiles (norm_stats_passes extra tiled passes).
+        tile_halo: latents of context read around every spatial tile and cropped away (0 as released).
+        tile_context_t: latents of past context read before every later temporal window (0 as released).
         """
         if norm_stats is not None and norm_stats not in ("tile", "shared"):
             raise OspError(f"norm_stats must be 'tile' or 'shared', got {norm_stats!r}")
         self.use_tiling = use_tiling
         self.tile_norm_stats = norm_stats or self.tile_norm_stats
         self.norm_stats_passes = norm_stats_passes or self.norm_stats_passes
+        self.tile_halo = self.tile_halo if tile_halo is None else tile_halo
+        self.tile_context_t = self.tile_context_t if tile_context_t is None else tile_context_t
         self._set_tile_sizes(tile_sample_min_size or self.tile_sample_min_size,
                              tile_sample_min_size_t or self.tile_sample_min_size_t)
         if tile_overlap_factor is not None:
@@ -274,7 +281,9 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
 
     def _encode_moments(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_tiling and x.shape[2] > self.tile_sample_min_size_t:
-            run = lambda: tiled_time(x, self._encode_space, self.tile_sample_min_size_t)
+            ctx = self.tile_context_t
+            run = lambda: tiled_time(x, self._encode_space, self.tile_sample_min_size_t,
+                                     ctx * self.temporal_compression, ctx)
         else:
             run = lambda: self._encode_space(x)
         if self.tile_norm_stats == "shared" and self._tiles_needed(
@@ -287,7 +296,8 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         tile = self.tile_sample_min_size
         if self.use_tiling and (x.shape[3] > tile or x.shape[4] > tile):
             fn = lambda t: self.quant_conv(self.encoder(t))
-            return tiled_2d(x, fn, tile, self.tile_latent_min_size, self.tile_overlap_factor)
+            halo = self.tile_halo * self.spatial_compression
+            return tiled_2d(x, fn, tile, self.tile_latent_min_size, self.tile_overlap_factor, halo)
         return self.quant_conv(self.encoder(x))
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):
@@ -305,7 +315,9 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
 
     def _decode_video(self, z: torch.Tensor) -> torch.Tensor:
         if self.use_tiling and z.shape[2] > self.tile_latent_min_size_t:
-            run = lambda: tiled_time(z, self._decode_space, self.tile_latent_min_size_t)
+            ctx = self.tile_context_t
+            run = lambda: tiled_time(z, self._decode_space, self.tile_latent_min_size_t,
+                                     ctx, ctx * self.temporal_compression)
         else:
             run = lambda: self._decode_space(z)
         if self.tile_norm_stats == "shared" and self._tiles_needed(
@@ -318,7 +330,7 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         tile = self.tile_latent_min_size
         if self.use_tiling and (z.shape[3] > tile or z.shape[4] > tile):
             fn = lambda t: self.decoder(self.post_quant_conv(t))
-            return tiled_2d(z, fn, tile, self.tile_sample_min_size, self.tile_overlap_factor)
+            return tiled_2d(z, fn, tile, self.tile_sample_min_size, self.tile_overlap_factor, self.tile_halo)
         return self.decoder(self.post_quant_conv(z))
 
     def decode(self, z: torch.Tensor, return_dict: bool = True):

@@ -38,17 +38,31 @@ def tiled_2d(
     tile_in: int,
     tile_out: int,
     overlap_factor: float,
+    halo: int = 0,
 ) -> torch.Tensor:
     """Apply fn to overlapping spatial tiles of x [B,C,T,H,W] and blend the results.
 
     tile_in: tile size on the input side; tile_out: the size fn makes of a full tile.
+    halo (input units, 0 as upstream): extra context read around every tile and cropped from its
+    output, so the kept pixels never see the tile's zero-padded border.
     """
     stride = int(tile_in * (1 - overlap_factor))
     extent = int(tile_out * overlap_factor)
     keep = tile_out - extent
-    rows = []
-    for i in range(0, x.shape[3], stride):
-        rows.append([fn(x[:, :, :, i : i + tile_in, j : j + tile_in]) for j in range(0, x.shape[4], stride)])
+    scale = tile_out / tile_in
+    if halo and (halo * scale != int(halo * scale)):
+        raise ValueError(f"halo {halo} does not map to whole output pixels at scale {scale}")
+    height, width = x.shape[3], x.shape[4]
+
+    def run(i: int, j: int) -> torch.Tensor:
+        i0, j0 = max(i - halo, 0), max(j - halo, 0)
+        i1, j1 = min(i + tile_in + halo, height), min(j + tile_in + halo, width)
+        y = fn(x[:, :, :, i0:i1, j0:j1])
+        top, left = int((i - i0) * scale), int((j - j0) * scale)
+        rows_out, cols_out = int((min(i + tile_in, height) - i) * scale), int((min(j + tile_in, width) - j) * scale)
+        return y[:, :, :, top : top + rows_out, left : left + cols_out]
+
+    rows = [[run(i, j) for j in range(0, width, stride)] for i in range(0, height, stride)]
     out_rows = []
     for i, row in enumerate(rows):
         blended = []
@@ -71,10 +85,20 @@ def temporal_windows(length: int, window: int) -> list[tuple[int, int]]:
     return [(s, min(s + window, length)) for s in range(0, length - 1, step)]
 
 
-def tiled_time(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], window: int) -> torch.Tensor:
-    """Apply fn per temporal window of x [B,C,T,...]; drop frame 0 of every window after the first."""
+def tiled_time(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], window: int, context: int = 0,
+               context_out: int = 0) -> torch.Tensor:
+    """Apply fn per temporal window of x [B,C,T,...]; drop frame 0 of every window after the first.
+
+    context (0 as upstream): extra past frames read before every later window; fn's first
+    context_out outputs (those frames' share) are dropped too, so a window's kept outputs see real
+    history instead of a replicated first frame.
+    """
     outs = []
     for k, (s, e) in enumerate(temporal_windows(x.shape[2], window)):
-        y = fn(x[:, :, s:e])
-        outs.append(y if k == 0 else y[:, :, 1:])
+        if k == 0:
+            outs.append(fn(x[:, :, s:e]))
+            continue
+        start = max(s - context, 0)  # near the clip start less history exists; drop its share only
+        drop = 1 + ((s - start) * context_out // context if context else 0)
+        outs.append(fn(x[:, :, start:e])[:, :, drop:])
     return torch.cat(outs, dim=2)

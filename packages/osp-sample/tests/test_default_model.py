@@ -1,0 +1,151 @@
+"""The built-in default model: `osp sample` with no flags, prompt following, image-to-video and extension,
+judged from pixels with osp-data's synthetic analyser."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from osp.core import OspError
+from osp.core.video import read_video, write_video
+from osp.data.synthetic import SyntheticVideoSpec, analyse, render
+
+from osp.sample import cli as sample_cli
+from osp.sample.adherence import HELD_OUT
+from osp.sample.cli import DEFAULT_MODEL_DIR, default_model
+
+REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.skipif(default_model() is None, reason="the default model is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from osp.sample.pipeline import OspVideoPipeline
+
+    pipe = OspVideoPipeline.from_pretrained(DEFAULT_MODEL_DIR)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def centroids(frames) -> np.ndarray:
+    """Per-frame centre of the bright pixels, [T, 2] (x, y)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    weight = (frames.max(axis=-1) > 80).astype(np.float64)
+    ys, xs = np.mgrid[: frames.shape[1], : frames.shape[2]]
+    mass = weight.sum(axis=(1, 2)).clip(min=1e-6)
+    return np.stack([(weight * xs).sum(axis=(1, 2)) / mass, (weight * ys).sum(axis=(1, 2)) / mass], axis=1)
+
+
+def clip(colour, shape, direction, start=(0.5, 0.5), speed="fast"):
+    return render(SyntheticVideoSpec(colour, shape, direction, speed, "large", start, 17, 32, 32))
+
+
+# ------------------------------------------------------------------------------------------- the folder
+
+
+def test_folder_is_small_names_its_text_encoder_and_matches_the_recipe():
+    index = json.loads((DEFAULT_MODEL_DIR / "model_index.json").read_text())
+    assert index["_osp_text_encoder"]["name"] == "minilm"
+    assert not (DEFAULT_MODEL_DIR / "text_encoder").exists()  # MiniLM's weights come from its own package
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.rglob("*") if f.is_file())
+    assert size < 20 * 2**20
+    recipe = yaml.safe_load((REPO / "configs/default-model/stdit2.yaml").read_text())
+    transformer = json.loads((DEFAULT_MODEL_DIR / "transformer/config.json").read_text())
+    for key, value in recipe["model"]["kwargs"].items():
+        assert transformer[key] == value or list(transformer[key]) == value, key
+    vae = json.loads((DEFAULT_MODEL_DIR / "vae/config.json").read_text())
+    assert vae["hidden_size"] == json.loads((REPO / "configs/default-model/vae.json").read_text())["hidden_size"]
+
+
+def test_training_script_holds_out_the_combinations_adherence_reports():
+    script = (REPO / "scripts/train_default_model.sh").read_text()
+    line = next(x for x in script.splitlines() if x.startswith("HELD_OUT="))
+    assert tuple(line.split("=", 1)[1].strip('"').split()) == HELD_OUT
+
+
+def test_without_a_default_model_the_error_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(sample_cli, "DEFAULT_MODEL_DIR", tmp_path / "missing")
+    monkeypatch.delenv("OSP_PIPELINE", raising=False)
+    with pytest.raises(OspError, match="no model: pass --model"):
+        sample_cli.load_pipeline(None, "cpu")
+
+
+# ------------------------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe (Debian package ffmpeg) is not installed")
+def test_osp_sample_with_no_flags_writes_a_playable_mp4(tmp_path):
+    from click.testing import CliRunner
+
+    from osp.core.cli import build_cli
+
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(build_cli(), ["sample", "a red circle moving right"], env={"OSP_PIPELINE": None})
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 0, result.output
+    assert "randomly initialised" not in result.output
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+                            "stream=codec_name,width,height,nb_read_frames", "-of", "json", "sample.mp4"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True)
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert (stream["codec_name"], stream["width"], stream["height"], int(stream["nb_read_frames"])) == \
+        ("h264", 32, 32, 17)
+    frames = read_video(tmp_path / "sample.mp4").frames
+    found = analyse(frames)
+    assert (found["colour"], found["direction"]) == ("red", "right")
+
+
+PROMPTS = [  # (prompt, colour, direction); the last two combinations were held out of training
+    ("a blue square moving up", "blue", "up"),
+    ("a yellow circle moving down", "yellow", "down"),
+    ("a green triangle moving left", "green", "left"),
+    ("a white circle moving right", "white", "right"),
+    ("a red circle moving left", "red", "left"),
+    ("a cyan square moving left", "cyan", "left"),
+]
+
+
+def test_follows_colour_and_direction_of_prompts(pipe):
+    out = pipe([p for p, _, _ in PROMPTS], generator=torch.Generator().manual_seed(0), output_type="uint8")
+    found = [analyse(frames) for frames in out.frames]
+    got = [(f["colour"], f["direction"]) for f in found]
+    want = [(c, d) for _, c, d in PROMPTS]
+    hits = sum(g == w for g, w in zip(got, want))
+    assert hits >= len(PROMPTS) - 1, list(zip(want, got))
+
+
+def test_image_to_video_keeps_the_frame_and_moves_it(pipe, tmp_path):
+    reference = clip("green", "square", "right", start=(0.3, 0.5))
+    write_video(tmp_path / "first.png", torch.as_tensor(reference[:1]), fps=8)
+    out = pipe("a green square moving right", reference=[str(tmp_path / "first.png")],
+               generator=torch.Generator().manual_seed(1), output_type="uint8").frames[0].numpy()
+    # the given frame is kept (up to the VAE's reconstruction)
+    assert np.abs(out[0].astype(float) - reference[0]).mean() < 12
+    assert np.abs(centroids(out[:1]) - centroids(reference[:1])).max() < 1.5
+    found = analyse(out)
+    assert (found["colour"], found["direction"]) == ("green", "right")
+    track = centroids(out)
+    assert track[-1, 0] - track[0, 0] > 4  # it moves right from where the image put it
+
+
+def test_extension_keeps_the_given_frames_and_continues_their_motion(pipe, tmp_path):
+    reference = clip("orange", "circle", "down", start=(0.5, 0.3))
+    write_video(tmp_path / "head.gif", torch.as_tensor(reference[:9]), fps=8)
+    # the reference's 9 frames are 3 latent frames: keep them, generate the last 2 (frames 9-16)
+    out = pipe("an orange circle moving down", reference=[str(tmp_path / "head.gif")], mask_strategy="0,0,0,0,3",
+               generator=torch.Generator().manual_seed(2), output_type="uint8").frames[0].numpy()
+    assert np.abs(out[:9].astype(float) - reference[:9]).mean() < 12
+    given, made = centroids(reference[:9]), centroids(out)
+    assert np.abs(made[:9] - given).max() < 1.5
+    assert analyse(out)["direction"] == "down"
+    # the new frames go on downwards at about the given speed
+    speed = (given[-1, 1] - given[0, 1]) / 8
+    assert made[-1, 1] - made[8, 1] > 0.5 * speed * 8

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Reproduces osp's built-in default model (packages/osp-sample/src/osp/sample/default_model/) with osp's
+# own commands, on CPU:
+#   1. the synthetic text-video set (coloured shapes with captioned motion), 8 colour:shape:direction
+#      combinations held out of it;
+#   2. a small CausalVideoVAE (4x time, 4x space: 17x32x32 clips -> 4x5x8x8 latents);
+#   3. VAE latents and all-MiniLM-L6-v2 caption features, computed once;
+#   4. a small STDiT2 with Open-Sora 1.1's frame masking (text-, image- and video-conditioned);
+#   5. the EMA weights exported as a pipeline folder (the text encoder is named, not copied);
+#   6. prompt adherence on 100 prompts (a quarter of them held-out combinations).
+#
+#   scripts/train_default_model.sh                  # everything under outputs/default-model/
+#   OUT=outputs/retrain SEED=1 scripts/train_default_model.sh
+#   SHIP=1 scripts/train_default_model.sh           # also copy the pipeline into osp-sample's package data
+#
+# On a busy 2-core machine OMP_NUM_THREADS=1 is faster than letting two processes fight for the cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-outputs/default-model}
+SEED=${SEED:-0}
+# keep in step with osp.sample.adherence.HELD_OUT (a test checks it)
+HELD_OUT="red:circle:left orange:square:up yellow:triangle:right green:circle:down cyan:square:left blue:triangle:up purple:circle:right white:square:down"
+EXCLUDE=()
+for combo in $HELD_OUT; do EXCLUDE+=(--exclude "$combo"); done
+
+stage() { echo "== $1 ($(date +%H:%M:%S))"; }
+
+stage "synthetic set: 6000 training clips, 1000 VAE clips"
+osp data synth -n 6000 -o "$OUT/synth" --size 32 --frames 17 --format gif --seed "$SEED" "${EXCLUDE[@]}"
+osp data synth -n 1000 -o "$OUT/vae-clips" --size 32 --frames 17 --format gif --seed $((SEED + 1)) "${EXCLUDE[@]}"
+
+stage "CausalVideoVAE"
+osp vae train "$OUT/vae-clips" -o "$OUT/vae" --config configs/default-model/vae.json --steps 800 --batch-size 8 \
+    --frames 9 --resolution 32 --lr 2e-3 --kl-weight 1e-6 --seed "$SEED"
+
+stage "latents and caption features"
+osp data precompute "$OUT/synth/meta.csv" -o "$OUT/features" --vae "$OUT/vae" --text-encoder minilm \
+    --text-max-length 24 --num-frames 17 --image-size 32 32 --batch-size 50
+
+stage "STDiT2"
+osp train configs/default-model/stdit2.yaml data.path="$OUT/features" vae.pretrained="$OUT/vae" \
+    checkpoint.dir="$OUT/stdit2" optim.seed="$SEED"
+
+stage "pipeline folder"
+osp train-export "$OUT/stdit2/$(cat "$OUT/stdit2/latest")" "$OUT/pipeline" --text-encoder-by-name \
+    --default num_frames=17 --default height=32 --default width=32 --default fps=8 --default guidance_scale=4.0
+
+stage "adherence"
+osp eval adherence --model "$OUT/pipeline" -n 100 --seed 0 --csv "$OUT/adherence.csv"
+
+if [ "${SHIP:-0}" = 1 ]; then
+    dest=packages/osp-sample/src/osp/sample/default_model
+    rm -rf "$dest" && cp -r "$OUT/pipeline" "$dest"
+    echo "shipped -> $dest"
+fi
+stage "done"
