@@ -29,9 +29,16 @@ stage "synthetic set: 6000 training clips, 1000 VAE clips"
 osp data synth -n 6000 -o "$OUT/synth" --size 32 --frames 17 --format gif --seed "$SEED" "${EXCLUDE[@]}"
 osp data synth -n 1000 -o "$OUT/vae-clips" --size 32 --frames 17 --format gif --seed $((SEED + 1)) "${EXCLUDE[@]}"
 
-stage "CausalVideoVAE"
-osp vae train "$OUT/vae-clips" -o "$OUT/vae" --config configs/default-model/vae.json --steps 800 --batch-size 8 \
-    --frames 9 --resolution 32 --lr 2e-3 --kl-weight 1e-6 --seed "$SEED"
+# configs/default-model/vae.json uses norm_num_groups 1: GroupNorm statistics are per clip, and over groups of a
+# few channels they normalise a single flat-coloured shape's colour away (the VAE then reconstructs grey shapes)
+stage "CausalVideoVAE: 1500 steps, then 1000 at each of two lower learning rates"
+VAE_ARGS=(--batch-size 8 --frames 9 --resolution 32 --kl-weight 1e-6 --rec-loss l2)
+osp vae train "$OUT/vae-clips" -o "$OUT/vae-stage1" --config configs/default-model/vae.json --steps 1500 \
+    --lr 3e-3 --seed "$SEED" "${VAE_ARGS[@]}"
+osp vae train "$OUT/vae-clips" -o "$OUT/vae-stage2" --init "$OUT/vae-stage1" --steps 1000 \
+    --lr 1e-3 --seed $((SEED + 1)) "${VAE_ARGS[@]}"
+osp vae train "$OUT/vae-clips" -o "$OUT/vae" --init "$OUT/vae-stage2" --steps 1000 \
+    --lr 5e-4 --seed $((SEED + 2)) "${VAE_ARGS[@]}"
 
 stage "latents and caption features"
 osp data precompute "$OUT/synth/meta.csv" -o "$OUT/features" --vae "$OUT/vae" --text-encoder minilm \

