@@ -5,8 +5,8 @@
 #      combinations held out of it;
 #   2. a small CausalVideoVAE (4x time, 4x space: 17x32x32 clips -> 4x5x8x8 latents);
 #   3. VAE latents and all-MiniLM-L6-v2 caption features, computed once;
-#   4. a small STDiT2 with Open-Sora 1.1's frame masking (text-, image- and video-conditioned);
-#   5. the EMA weights exported as a pipeline folder (the text encoder is named, not copied);
+#   4. a small STDiT2 with Open-Sora 1.1's frame masking (text-, image- and video-conditioned), rectified flow;
+#   5. the weights exported as a pipeline folder (the text encoder is named, not copied);
 #   6. prompt adherence on 100 prompts (a quarter of them held-out combinations).
 #
 #   scripts/train_default_model.sh                  # everything under outputs/default-model/
@@ -49,8 +49,8 @@ osp train configs/default-model/stdit2.yaml data.path="$OUT/features" vae.pretra
     checkpoint.dir="$OUT/stdit2" optim.seed="$SEED"
 
 stage "pipeline folder"
-osp train-export "$OUT/stdit2/$(cat "$OUT/stdit2/latest")" "$OUT/pipeline" --text-encoder-by-name \
-    --default num_frames=17 --default height=32 --default width=32 --default fps=8 --default guidance_scale=4.0
+osp train-export "$OUT/stdit2/$(cat "$OUT/stdit2/latest")" "$OUT/pipeline" --weights model --text-encoder-by-name \
+    --default num_frames=17 --default height=32 --default width=32 --default fps=8 --default guidance_scale=7.0
 
 stage "adherence"
 osp eval adherence --model "$OUT/pipeline" -n 100 --seed 0 --csv "$OUT/adherence.csv"

@@ -26,7 +26,8 @@ def test_prompts_mix_held_out_and_seen_combinations_deterministically():
     assert sum(c.held_out for c in cases) == 10  # a quarter
     assert {(c.colour, c.shape, c.direction) for c in cases if c.held_out} == held  # each one at least once
     assert all(((c.colour, c.shape, c.direction) in held) == c.held_out for c in cases)
-    assert cases[0].prompt == f"a {cases[0].colour} {cases[0].shape} moving {cases[0].direction}"
+    assert all(c.prompt.endswith(f" {c.colour} {c.shape} moving {c.direction}") for c in cases)
+    assert {c.prompt.split()[0] for c in cases if c.colour == "orange"} <= {"an"}
 
 
 def test_holdout_only_and_caption_phrasing():

@@ -48,7 +48,8 @@ class PromptCase:
 
 
 def short_prompt(colour: str, shape: str, direction: str) -> str:
-    return f"a {colour} {shape} moving {direction}"
+    article = "an" if colour[0] in "aeiou" else "a"
+    return f"{article} {colour} {shape} moving {direction}"
 
 
 def make_prompts(n: int, seed: int = 0, held_out=HELD_OUT, holdout_only: bool = False,

@@ -28,8 +28,10 @@ def register_text_encoders(register):
 
 @hookimpl
 def register_commands(cli):
+    from .adherence import eval_group
     from .cli import sample_command
     from .demo import demo_command
 
     cli.add_command(sample_command)
     cli.add_command(demo_command)
+    cli.add_command(eval_group)
