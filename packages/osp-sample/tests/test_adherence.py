@@ -16,7 +16,6 @@ from osp.sample.adherence import (
     score_videos,
     summarise,
 )
-from osp.sample.cli import default_model
 
 
 def test_prompts_mix_held_out_and_seen_combinations_deterministically():
@@ -61,7 +60,6 @@ def test_scores_rendered_ground_truth_and_counts_mismatches():
     assert "held-out" in text and "75.0%" in text
 
 
-@pytest.mark.skipif(default_model() is None, reason="the default model is not in this checkout")
 def test_command_prints_the_table_and_writes_per_prompt_csv(tmp_path):
     out = tmp_path / "adherence.csv"
     result = CliRunner().invoke(eval_group, ["adherence", "-n", "4", "--seed", "1", "--batch-size", "4",

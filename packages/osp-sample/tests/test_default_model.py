@@ -20,7 +20,10 @@ from osp.sample.adherence import HELD_OUT
 from osp.sample.cli import DEFAULT_MODEL_DIR, default_model
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.skipif(default_model() is None, reason="the default model is not in this checkout")
+
+
+def test_the_default_model_ships_with_the_package():
+    assert default_model() == str(DEFAULT_MODEL_DIR)  # package data: missing files would fail every test below
 
 
 @pytest.fixture(scope="module")
