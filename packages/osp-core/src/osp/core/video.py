@@ -18,7 +18,7 @@ import torch
 from .errors import OspError
 
 PILLOW_FORMATS = {".webp", ".gif"}
-IMAGE_FORMATS = {".png", ".jpg", ".jpeg", ".bmp"}
+IMAGE_FORMATS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 WRITABLE = {".mp4", ".webp", ".gif", ".png"}
 
 

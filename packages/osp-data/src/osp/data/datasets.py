@@ -51,14 +51,7 @@ def load_clip(path: str, num_frames: int, frame_interval: int, rng: random.Rando
               total: int | None = None) -> tuple[torch.Tensor, float]:
     """uint8 [T, H, W, 3] and fps; images are one frame."""
     if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as image:
-                frame = np.asarray(image.convert("RGB"))
-        except Exception as exc:
-            raise VideoReadError(f"cannot read image {path!r}: {exc}") from None
-        return torch.from_numpy(frame)[None], float(IMAGE_FPS)
+        return read_video(path, num_frames=1).frames, float(IMAGE_FPS)
     total = total or probe_video(path).num_frames
     indices = temporal_indices(total, num_frames, frame_interval, rng)
     first = indices[0]
