@@ -74,16 +74,22 @@ def test_rendered_text_scores_higher_ocr_than_none(make_clip):
     assert without["ocr"] < 0.005 < with_text["ocr"]
 
 
-def test_text_over_a_real_frame_raises_its_score(media_dir, make_clip):
+@pytest.mark.parametrize("clip", ["video_humo-1.webp", "video_ltx2_3_t2v-1.webp", "video_wan2_2_14B_fun_camera-1.webp",
+                                  "video_capybara_v0_1_video_edit-1.webp"])
+def test_text_over_a_real_frame_raises_its_score(media_dir, make_clip, clip):
     from osp.core.video import read_video
 
-    frames = read_video(media_dir / "video_humo-1.webp", num_frames=12).frames.numpy().copy()
-    plain = OcrScorer().process({"path": make_clip("real.mp4", frames)})["ocr"]
+    frames = read_video(media_dir / clip, num_frames=12).frames.numpy().copy()
+    # webp, not mp4: libwebp writes the same file every time, multi-threaded x264 does not, and Tesseract's
+    # reading of compression noise varies with the bytes
+    plain = OcrScorer().process({"path": make_clip("real.webp", frames)})
+    assert plain["ocr_boxes"] == 0  # scenery is not read as words
     for f in frames:
-        cv2.rectangle(f, (20, 120), (330, 190), (255, 255, 255), -1)
-        cv2.putText(f, "SALE 50%", (30, 175), cv2.FONT_HERSHEY_SIMPLEX, 1.7, (0, 0, 0), 4, cv2.LINE_AA)
-    # the words cover ~3% of the frame (their boxes, not the white band): a clear rise over no text
-    assert OcrScorer().process({"path": make_clip("real_text.mp4", frames)})["ocr"] > plain + 0.015
+        cv2.rectangle(f, (20, 120), (280, 190), (255, 255, 255), -1)
+        cv2.putText(f, "SALE 50%", (30, 175), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 4, cv2.LINE_AA)
+    # the words cover ~4% of the frame (their boxes, not the white band)
+    with_text = OcrScorer().process({"path": make_clip("real_text.webp", frames)})
+    assert with_text["ocr_boxes"] >= 1 and with_text["ocr"] > 0.02
 
 
 def test_scores_are_added_as_columns_by_the_cli(make_clip, tmp_path, osp_cli):
