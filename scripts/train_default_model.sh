@@ -3,7 +3,8 @@
 # own commands, on CPU:
 #   1. the synthetic text-video set (coloured shapes with captioned motion), 8 colour:shape:direction
 #      combinations held out of it;
-#   2. a small CausalVideoVAE (4x time, 4x space: 17x32x32 clips -> 4x5x8x8 latents);
+#   2. a small CausalVideoVAE (4x time, 4x space: 17x32x32 clips -> 4x5x8x8 latents), calibrated so its
+#      latents have zero mean and unit std per channel;
 #   3. VAE latents and all-MiniLM-L6-v2 caption features, computed once;
 #   4. a small STDiT2 with Open-Sora 1.1's frame masking (text-, image- and video-conditioned), rectified flow;
 #   5. the weights exported as a pipeline folder (the text encoder is named, not copied);
@@ -39,6 +40,10 @@ osp vae train "$OUT/vae-clips" -o "$OUT/vae-stage2" --init "$OUT/vae-stage1" --s
     --lr 1e-3 --seed $((SEED + 1)) "${VAE_ARGS[@]}"
 osp vae train "$OUT/vae-clips" -o "$OUT/vae" --init "$OUT/vae-stage2" --steps 1000 \
     --lr 5e-4 --seed $((SEED + 2)) "${VAE_ARGS[@]}"
+
+# per-channel latent mean/std into the VAE config: the DiT then sees zero-mean, unit-std latents like its noise
+stage "latent statistics"
+osp vae calibrate "$OUT/vae-clips" --vae "$OUT/vae" --frames 17 --resolution 32
 
 stage "latents and caption features"
 osp data precompute "$OUT/synth/meta.csv" -o "$OUT/features" --vae "$OUT/vae" --text-encoder minilm \

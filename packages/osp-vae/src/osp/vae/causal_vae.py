@@ -188,6 +188,8 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         norm_num_groups: int = 32,
         attn_impl: str | None = None,
         scaling_factor: float = 0.18215,
+        latents_mean: tuple | None = None,  # per-channel latent statistics (osp vae calibrate); None: 0 and 1
+        latents_std: tuple | None = None,
         # training-side fields of the release config, kept so the config round-trips; unused here
         loss_type: str | None = None,
         loss_params: dict | None = None,

@@ -213,3 +213,30 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
         f"step {s:6d}  " + "  ".join(f"{k}={v:.4g}" for k, v in e.items() if k != "step")))
     save_atomic(vae, out)
     click.echo(f"wrote {out}")
+
+
+@vae_group.command("calibrate")
+@click.argument("data", type=click.Path())
+@click.option("--vae", "vae_path", required=True, type=click.Path(), help="CausalVideoVAE folder to calibrate.")
+@click.option("-o", "--out", type=click.Path(), help="Write the calibrated VAE here (default: update --vae in place).")
+@click.option("--clips", type=int, default=256, show_default=True, help="Clips to measure (the first ones, sorted).")
+@click.option("--frames", type=int, default=17, show_default=True)
+@click.option("--resolution", type=int, default=256, show_default=True)
+def calibrate_command(data, vae_path, out, clips, frames, resolution):
+    """Store the per-channel mean and std of the latents of DATA's clips in the VAE config.
+
+    encode_video then gives latents of zero mean and unit std per channel (scaling_factor is set to 1),
+    which is what the diffusion model's noise assumes."""
+    from .calibrate import latent_statistics
+    from .causal_vae import CausalVideoVAE
+    from .loading import load_vae
+    from .train import save_atomic
+
+    vae = load_vae(vae_path)
+    if not isinstance(vae, CausalVideoVAE):
+        raise OspError(f"{vae_path!r} holds a {type(vae).__name__}; calibrate works on a CausalVideoVAE "
+                       "(frame-wise SD VAEs keep their published scaling_factor)")
+    mean, std = latent_statistics(vae, list_videos(data)[:clips], frames, resolution)
+    vae.register_to_config(latents_mean=mean, latents_std=std, scaling_factor=1.0)
+    save_atomic(vae, out or vae_path)
+    click.echo(f"latents_mean {mean}\nlatents_std  {std}\nwrote {out or vae_path}")

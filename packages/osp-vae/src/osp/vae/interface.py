@@ -65,20 +65,32 @@ class VideoVAEMixin:
     def scaling_factor(self) -> float:
         return float(self.config.scaling_factor)
 
+    def _latent_stats(self, z: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+        """Per-channel (mean, std) from the config's latents_mean / latents_std (diffusers' convention for
+        VAEs whose channels differ in offset and spread); (0, 1) when the config has none."""
+        mean, std = getattr(self.config, "latents_mean", None), getattr(self.config, "latents_std", None)
+        shape = (1, -1) + (1,) * (z.ndim - 2)
+        mean = 0.0 if mean is None else torch.tensor(mean, dtype=z.dtype, device=z.device).view(shape)
+        std = 1.0 if std is None else torch.tensor(std, dtype=z.dtype, device=z.device).view(shape)
+        return mean, std
+
     def encode_video(self, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
                      frame_policy: str = "trim") -> torch.Tensor:
-        """x [B,3,T,H,W] in [-1,1] -> scaled latents. A frame count that is not 1+k*tc is trimmed
-        (or padded, frame_policy="pad") with a warning; sample=False takes the posterior mode."""
+        """x [B,3,T,H,W] in [-1,1] -> scaled latents ((z - latents_mean) / latents_std * scaling_factor).
+        A frame count that is not 1+k*tc is trimmed (or padded, frame_policy="pad") with a warning;
+        sample=False takes the posterior mode."""
         if x.ndim != 5 or x.shape[1] != 3:
             raise OspError(f"encode_video expects [B,3,T,H,W] in [-1,1], got shape {tuple(x.shape)}")
         x = format_video_shape(x, self.temporal_compression, self.spatial_compression, frame_policy)
         posterior = self.encode(x).latent_dist
         z = posterior.sample(generator) if sample else posterior.mode()
-        return z * self.scaling_factor
+        mean, std = self._latent_stats(z)
+        return (z - mean) / std * self.scaling_factor
 
     def decode_video(self, z: torch.Tensor) -> torch.Tensor:
         """Scaled latents [B,C,t,h,w] -> video [B,3,T',H,W] in about [-1,1]."""
-        return self.decode(z / self.scaling_factor).sample
+        mean, std = self._latent_stats(z)
+        return self.decode(z / self.scaling_factor * std + mean).sample
 
     def reconstruct(self, x: torch.Tensor, sample: bool = False, frame_policy: str = "trim") -> torch.Tensor:
         """encode_video then decode_video, returning a video of the (formatted) input's shape."""
