@@ -75,6 +75,8 @@ class OptimConfig:
     ema_decay: float = 0.9999  # fp32 EMA of the weights; 0 disables it
     max_steps: int = 1000
     warmup_steps: int = 0  # linear warm-up, then constant (upstream: none)
+    decay_steps: int = 0  # linear decay over the last decay_steps steps before max_steps (0: none, upstream)
+    min_lr_factor: float = 0.0  # the decay ends at lr * min_lr_factor
     seed: int = 42
     mixed_precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; "fp32"; "bf16"
     shard_optimizer: bool = False  # ZeRO-1: AdamW states sharded over the data-parallel ranks
@@ -219,5 +221,8 @@ def validate(config: TrainConfig) -> None:
         raise OspError(f"data.caption_dropout={d.caption_dropout} must be in [0, 1]")
     if o.mixed_precision not in ("auto", "fp32", "bf16"):
         raise OspError(f"optim.mixed_precision={o.mixed_precision!r}; use auto, fp32 or bf16")
+    if not 0 <= o.decay_steps <= o.max_steps or not 0 <= o.min_lr_factor <= 1:
+        raise OspError(f"optim.decay_steps={o.decay_steps} must be in [0, max_steps={o.max_steps}] and "
+                       f"optim.min_lr_factor={o.min_lr_factor} in [0, 1]")
     if not 0 <= o.ema_decay < 1:
         raise OspError(f"optim.ema_decay={o.ema_decay} must be in [0, 1)")

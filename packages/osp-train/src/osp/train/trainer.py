@@ -25,6 +25,7 @@ from .config import TrainConfig
 from .data import BatchStream, StreamPosition
 from .distributed import ParallelContext, init_parallel
 from .ema import EMA
+from .lr_schedule import lr_factor
 from .masking import MaskGenerator
 from .metrics import MetricsLogger
 from .parallelize import clip_gradients, parallelize, sync_gradients
@@ -73,9 +74,9 @@ class Trainer:
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = self._build_optimizer()
-        warmup = cfg.optim.warmup_steps
+        o = cfg.optim
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+            self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.max_steps, o.decay_steps, o.min_lr_factor)
         )
         self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         if resume_from is not None:
@@ -208,6 +209,7 @@ class Trainer:
         try:
             while self.step < end:
                 self._position, batch = next(stream)
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule moves after it)
                 loss, norm = self.train_step(batch, self.step)
                 losses.append(loss)
                 self.step += 1
@@ -218,7 +220,7 @@ class Trainer:
                 if self.step % cfg.logging.every == 0 or self.step == end:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     logger.log({"step": self.step, "loss": loss, "grad_norm": norm,
-                                "lr": self.optimizer.param_groups[0]["lr"], "epoch": self.data.position.epoch,
+                                "lr": lr, "epoch": self.data.position.epoch,
                                 "samples_per_s": window_samples / elapsed, "tokens_per_s": window_tokens / elapsed})
                     window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
                 if self.step % cfg.checkpoint.every == 0 or self.step == end:
@@ -279,6 +281,10 @@ class Trainer:
         state = ckpt.load_rank_state(path, self.ctx.rank)
         self._local_optimizer().load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
+        # the rate follows this run's config (optim.lr, max_steps, decay), not the saved run's
+        self.lr_schedule.base_lrs = [self.cfg.optim.lr for _ in self.optimizer.param_groups]
+        for group, rule in zip(self.optimizer.param_groups, self.lr_schedule.lr_lambdas):
+            group["lr"] = self.cfg.optim.lr * rule(self.lr_schedule.last_epoch)
         ckpt.set_rng_state(state["rng"])
 
     # -- evaluation --------------------------------------------------------------------------
