@@ -19,13 +19,13 @@ from .data import load_clip
 def latent_statistics(vae, paths: list[Path], num_frames: int, resolution: int,
                       batch_size: int = 16) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the posterior mode over the clips (before any scaling)."""
-    count, total, total_sq = 0, None, None
+    count, total, total_sq = 0, 0.0, 0.0
     for i in range(0, len(paths), batch_size):
         x = torch.stack([load_clip(p, num_frames, resolution) for p in paths[i : i + batch_size]])
         z = vae.encode(x.to(vae.dtype)).latent_dist.mode().double()
         per_channel = z.transpose(0, 1).reshape(z.shape[1], -1)
-        total = per_channel.sum(1) if total is None else total + per_channel.sum(1)
-        total_sq = per_channel.pow(2).sum(1) if total_sq is None else total_sq + per_channel.pow(2).sum(1)
+        total = total + per_channel.sum(1)
+        total_sq = total_sq + per_channel.pow(2).sum(1)
         count += per_channel.shape[1]
     mean = total / count
     std = (total_sq / count - mean.pow(2)).clamp_min(1e-12).sqrt()
