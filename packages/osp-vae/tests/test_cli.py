@@ -76,6 +76,6 @@ def test_train_command(cli, clips, tmp_path):
     tiny_causal_vae().save_pretrained(tmp_path / "init")
     res = CliRunner().invoke(cli, ["vae", "train", str(data), "-o", str(tmp_path / "out"), "--init",
                                    str(tmp_path / "init"), "--steps", "2", "--frames", "5", "--resolution", "16",
-                                   "--lr", "1e-3"])
+                                   "--lr", "1e-3", "--latent-noise", "0.4"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "diffusion_pytorch_model.safetensors").is_file()

@@ -38,3 +38,25 @@ def test_brief_training_beats_the_untrained_inflation_on_held_out_clips(trained,
     save_atomic(vae, tmp_path / "vae")
     assert (tmp_path / "vae" / "config.json").is_file() and not (tmp_path / "vae.tmp").exists()
 
+
+
+def test_latent_noise_is_relative_to_each_channels_spread():
+    from osp.vae.train import noisy_latents
+
+    z = torch.randn(8, 3, 3, 8, 8) * torch.tensor([0.01, 1.0, 50.0]).view(1, 3, 1, 1, 1)
+    assert noisy_latents(z, 0.0) is z
+    torch.manual_seed(0)
+    added = noisy_latents(z, 0.4) - z
+    ratio = added.std(dim=(0, 2, 3, 4)) / z.std(dim=(0, 2, 3, 4))
+    assert torch.allclose(ratio, torch.full((3,), 0.4), rtol=0.1)
+    # the encoder cannot escape it by scaling its latents up
+    torch.manual_seed(0)
+    assert torch.allclose(noisy_latents(z * 100, 0.4) - z * 100, added * 100, rtol=1e-4, atol=1e-4)
+
+
+def test_latent_noise_passes_gradients_to_the_encoder_unchanged():
+    from osp.vae.train import noisy_latents
+
+    z = torch.randn(4, 2, 1, 4, 4, requires_grad=True)
+    noisy_latents(z, 0.5).sum().backward()
+    assert torch.equal(z.grad, torch.ones_like(z))

@@ -183,9 +183,12 @@ def inflate_command(sd_vae, out, init, attn):
 @click.option("--perceptual", default=None, help="Perceptual loss name (lpips-vgg, lpips-alex).")
 @click.option("--lpips-backbone", type=click.Path(dir_okay=False))
 @click.option("--lpips-linear", type=click.Path(dir_okay=False))
+@click.option("--latent-noise", type=float, default=0.0, show_default=True,
+              help="Gaussian noise added to the latents before decoding, in units of each channel's std: "
+                   "keeps what the decoder must tell apart further apart than a diffusion model's error.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def train_command(data, out, init_path, config_path, steps, batch_size, frames, resolution, lr, kl_weight, rec_loss,
-                  disc, disc_start, perceptual, lpips_backbone, lpips_linear, seed):
+                  disc, disc_start, perceptual, lpips_backbone, lpips_linear, latent_noise, seed):
     """Train a video VAE on the videos under DATA (single device)."""
     from .causal_vae import CausalVideoVAE
     from .loading import load_vae
@@ -208,7 +211,7 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
                    discriminator=None if disc == "none" else disc, disc_start=disc_start)
     bank = ClipBank(list_videos(data), resolution, max_frames=max(frames * 4, 64))
     cfg = TrainConfig(steps=steps, batch_size=batch_size, num_frames=frames, lr=lr, seed=seed,
-                      log_every=max(1, steps // 20))
+                      log_every=max(1, steps // 20), latent_noise=latent_noise)
     train_vae(vae, loss, bank, cfg, on_log=lambda s, e: click.echo(
         f"step {s:6d}  " + "  ".join(f"{k}={v:.4g}" for k, v in e.items() if k != "step")))
     save_atomic(vae, out)

@@ -30,6 +30,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 50
+    # decoder input noise, in units of each latent channel's std over the batch (0 = off); see noisy_latents
+    latent_noise: float = 0.0
 
 
 def make_optimizers(vae: torch.nn.Module, loss: VAELoss, lr: float):
@@ -39,6 +41,19 @@ def make_optimizers(vae: torch.nn.Module, loss: VAELoss, lr: float):
     if loss.discriminator is not None:
         disc = torch.optim.Adam(loss.discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
     return ae, disc
+
+
+def noisy_latents(z: torch.Tensor, noise: float) -> torch.Tensor:
+    """z plus Gaussian noise of `noise` x each channel's std over the batch.
+
+    A diffusion model's latents are never exact, so the decoder must not depend on latent differences
+    smaller than its error. With a near-zero KL weight nothing else stops the encoder from packing two
+    colours a fraction of a std apart; noise relative to the channel's spread (the encoder cannot outgrow it
+    by scaling up) makes it keep apart what the decoder has to tell apart."""
+    if noise <= 0:
+        return z
+    spread = z.detach().std(dim=(0, 2, 3, 4), keepdim=True)
+    return z + noise * spread * torch.randn_like(z)
 
 
 def train_vae(vae, loss: VAELoss, bank: ClipBank, cfg: TrainConfig,
@@ -52,7 +67,9 @@ def train_vae(vae, loss: VAELoss, bank: ClipBank, cfg: TrainConfig,
     history = []
     for step in range(cfg.steps):
         x = bank.sample(cfg.batch_size, cfg.num_frames, rng)
-        recon, posterior = vae(x, sample_posterior=True)
+        posterior = vae.encode(x).latent_dist
+        z = noisy_latents(posterior.sample(), cfg.latent_noise)
+        recon = vae.decode(z).sample
         ae_loss, log = loss(x, recon, posterior, 0, step, last_layer=vae.get_last_layer())
         ae_opt.zero_grad(set_to_none=True)
         ae_loss.backward()
