@@ -12,14 +12,16 @@
 #   6. prompt adherence on 100 prompts (a quarter of them held-out combinations).
 #
 #   scripts/train_default_model.sh                  # everything under outputs/default-model/
-#   OUT=outputs/retrain SEED=1 scripts/train_default_model.sh
+#   OUT=outputs/retrain SEED=0 scripts/train_default_model.sh
 #   SHIP=1 scripts/train_default_model.sh           # also copy the pipeline into osp-sample's package data
 #
 # On a busy 2-core machine OMP_NUM_THREADS=1 is faster than letting two processes fight for the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/default-model}
-SEED=${SEED:-0}
+# seed 1 made the shipped model; seed 0's model follows prompts as well (see README) but, extending a clip of a
+# red square, turns it orange
+SEED=${SEED:-1}
 # keep in step with osp.sample.adherence.HELD_OUT (a test checks it)
 HELD_OUT="red:circle:left orange:square:up yellow:triangle:right green:circle:down cyan:square:left blue:triangle:up purple:circle:right white:square:down"
 EXCLUDE=()
