@@ -31,6 +31,12 @@ stage() { echo "== $1 ($(date +%H:%M:%S))"; }
 # each stage's output appears only when the stage is complete, so a second run skips what is done: rerun the
 # script after an interruption (the DiT phases resume from their last checkpoint)
 done_already() { [ -e "$1" ] && echo "   (done: $1)"; }
+# finished stages are only reused by a run with the same seed
+if [ -e "$OUT/seed" ] && [ "$(cat "$OUT/seed")" != "$SEED" ]; then
+    echo "$OUT holds a run with SEED=$(cat "$OUT/seed"), not $SEED: choose another OUT or delete it" >&2
+    exit 1
+fi
+mkdir -p "$OUT" && echo "$SEED" > "$OUT/seed"
 
 stage "synthetic set: 6000 training clips, 1000 VAE clips"
 done_already "$OUT/synth/meta.csv" ||
