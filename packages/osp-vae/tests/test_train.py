@@ -43,15 +43,16 @@ def test_brief_training_beats_the_untrained_inflation_on_held_out_clips(trained,
 def test_latent_noise_is_relative_to_each_channels_spread():
     from osp.vae.train import noisy_latents
 
-    z = torch.randn(8, 3, 3, 8, 8) * torch.tensor([0.01, 1.0, 50.0]).view(1, 3, 1, 1, 1)
+    def relative_noise(z):
+        torch.manual_seed(0)
+        return (noisy_latents(z, 0.4) - z).std(dim=(0, 2, 3, 4)) / z.std(dim=(0, 2, 3, 4))
+
+    z = torch.randn(8, 3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    z = z * torch.tensor([0.01, 1.0, 50.0]).view(1, 3, 1, 1, 1)
     assert noisy_latents(z, 0.0) is z
-    torch.manual_seed(0)
-    added = noisy_latents(z, 0.4) - z
-    ratio = added.std(dim=(0, 2, 3, 4)) / z.std(dim=(0, 2, 3, 4))
-    assert torch.allclose(ratio, torch.full((3,), 0.4), rtol=0.1)
+    assert torch.allclose(relative_noise(z), torch.full((3,), 0.4), rtol=0.1)
     # the encoder cannot escape it by scaling its latents up
-    torch.manual_seed(0)
-    assert torch.allclose(noisy_latents(z * 100, 0.4) - z * 100, added * 100, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(relative_noise(z * 100), relative_noise(z), rtol=1e-3)
 
 
 def test_latent_noise_passes_gradients_to_the_encoder_unchanged():
