@@ -76,7 +76,8 @@ fi
 
 # two phases: noise levels drawn uniformly (colour, shape and smooth motion are learnt), then shifted towards
 # high noise (rectified-flow shift 3, also used when sampling). Direction is decided only at high noise, where
-# the clip's frames do not show it yet: with uniform levels the model ignored the direction words entirely.
+# the clip's frames do not show it yet: with uniform levels (and a VAE trained without latent noise) the model
+# ignored the direction words entirely.
 # The learning rate decays linearly to 0 over the last 1000 steps (sharper shapes). Phase 2 runs 5500 steps:
 # after 3500, one seed's model followed direction words only 62% of the time.
 stage "STDiT2, phase 1: uniform noise levels"

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 from osp.core import OspError
-from osp.core.video import read_video, write_video
-from osp.data.synthetic import SyntheticVideoSpec, analyse, render
+from osp.core.video import read_video, to_float, to_uint8, write_video
+from osp.data.synthetic import COLOURS, SHAPES, SyntheticVideoSpec, analyse, render
 
 from osp.sample import cli as sample_cli
 from osp.sample.adherence import HELD_OUT
@@ -73,9 +73,6 @@ def test_training_script_holds_out_the_combinations_adherence_reports():
 
 def decoded_colours_under_latent_error(vae, noise: float) -> float:
     """Share of 24 clips (8 colours x 3 shapes) whose colour survives `noise` std of error on every latent."""
-    from osp.core.video import to_float, to_uint8
-    from osp.data.synthetic import COLOURS, SHAPES
-
     generator = torch.Generator().manual_seed(0)
     right = 0
     for colour in COLOURS:
