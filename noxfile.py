@@ -1,7 +1,7 @@
 """One session per package: its own venv, only that package (and what it depends on) installed.
 
 Our packages are resolved from a wheelhouse built from this checkout, so each session
-also proves the dependency direction: installing osp-dit brings osp-core and nothing else of ours.
+also proves the dependency direction: installing kinema-dit brings kinema-core and nothing else of ours.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ import nox
 ROOT = Path(__file__).parent
 CONSTRAINTS = str(ROOT / "constraints.txt")
 WHEELHOUSE = ROOT / ".nox" / "_wheelhouse"
-OURS = ["osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample", "osp-train"]
-# package -> its osp dependencies (what a fresh install of it must bring, and nothing more)
+OURS = ["kinema-core", "kinema-vae", "kinema-dit", "kinema-data", "kinema-sample", "kinema-train"]
+# package -> its kinema dependencies (what a fresh install of it must bring, and nothing more)
 CLOSURE = {
-    "osp-core": {"osp-core"},
-    "osp-vae": {"osp-core", "osp-vae"},
-    "osp-dit": {"osp-core", "osp-dit"},
-    "osp-data": {"osp-core", "osp-data"},
-    "osp-sample": {"osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample"},
-    "osp-train": {"osp-core", "osp-vae", "osp-dit", "osp-data", "osp-sample", "osp-train"},
+    "kinema-core": {"kinema-core"},
+    "kinema-vae": {"kinema-core", "kinema-vae"},
+    "kinema-dit": {"kinema-core", "kinema-dit"},
+    "kinema-data": {"kinema-core", "kinema-data"},
+    "kinema-sample": {"kinema-core", "kinema-vae", "kinema-dit", "kinema-data", "kinema-sample"},
+    "kinema-train": {"kinema-core", "kinema-vae", "kinema-dit", "kinema-data", "kinema-sample", "kinema-train"},
 }
 
 # optional extras a package's tests exercise besides `test`
-EXTRAS = {"osp-sample": "test,demo"}
+EXTRAS = {"kinema-sample": "test,demo"}
 
-nox.options.sessions = ["lint", *[p.removeprefix("osp-") for p in OURS]]
+nox.options.sessions = ["lint", *[p.removeprefix("kinema-") for p in OURS]]
 nox.options.default_venv_backend = "venv"
 
 
@@ -54,7 +54,7 @@ def package_session(package: str, extra_system: tuple[str, ...] = ()):
 
 
 for _package in OURS:
-    nox.session(name=_package.removeprefix("osp-"))(package_session(_package))
+    nox.session(name=_package.removeprefix("kinema-"))(package_session(_package))
 
 
 @nox.session

@@ -1,8 +1,8 @@
-"""Clips per second of each osp-data stage on real clips, with 1 and 2 worker processes.
+"""Clips per second of each kinema-data stage on real clips, with 1 and 2 worker processes.
 
     python benchmarks/data_throughput.py [--clips 12] [--workers 1 2] [--stages info scenes flow ...]
 
-Uses the animated WebP clips of comfyui-workflow-templates-media-video (osp-data's test extra).
+Uses the animated WebP clips of comfyui-workflow-templates-media-video (kinema-data's test extra).
 Each run starts from an empty output, so nothing is skipped; starting the pool's workers is
 included, the one-off start of the fork server is not (a warm-up run does it).
 """
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from osp.data.info import VideoInfoStage
-from osp.data.runner import run_stage
-from osp.data.scenes import SceneDetectStage
-from osp.data.scorers.blur import BlurScorer
-from osp.data.scorers.cmotion import CameraMotionScorer
-from osp.data.scorers.flow import FlowScorer
-from osp.data.scorers.ocr import OcrScorer
+from kinema.data.info import VideoInfoStage
+from kinema.data.runner import run_stage
+from kinema.data.scenes import SceneDetectStage
+from kinema.data.scorers.blur import BlurScorer
+from kinema.data.scorers.cmotion import CameraMotionScorer
+from kinema.data.scorers.flow import FlowScorer
+from kinema.data.scorers.ocr import OcrScorer
 
 STAGES = {
     "info": VideoInfoStage,
@@ -38,7 +38,7 @@ STAGES = {
 def real_clips(count: int) -> list[str]:
     spec = importlib.util.find_spec("comfyui_workflow_templates_media_video")
     if spec is None:
-        raise SystemExit("pip install comfyui-workflow-templates-media-video (osp-data's test extra)")
+        raise SystemExit("pip install comfyui-workflow-templates-media-video (kinema-data's test extra)")
     folder = Path(spec.origin).parent / "templates"
     clips = sorted(p for p in folder.glob("*.webp") if p.stat().st_size > 100_000)  # skip 1-frame stills
     return [str(p) for p in clips[:count]]

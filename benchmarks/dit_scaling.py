@@ -1,7 +1,7 @@
 """STDiT (spatial + temporal attention) vs DiT (full 3D attention): training-step throughput and peak memory
 as the number of frames grows.
 
-Both models are the osp classes at a CPU-sized config (fp32, 2 threads): hidden 192, 3 heads of 64, depth 2,
+Both models are the kinema classes at a CPU-sized config (fp32, 2 threads): hidden 192, 3 heads of 64, depth 2,
 32x32 latents with 2x2 patches (256 tokens per frame), 16 caption tokens, batch 1. One step is forward +
 MSE loss + backward. Each (model, frames) point runs in a fresh Python process, so that
 
@@ -48,8 +48,8 @@ def run_point(model_name: str, frames: int, size: int, steps: int, hidden: int, 
     torch.set_num_threads(1 if clock == "cpu" else 2)
     timer = time.thread_time if clock == "cpu" else time.perf_counter  # CPU autograd runs on this thread
     torch.manual_seed(0)
-    from osp.dit.dit import DiT
-    from osp.dit.stdit import STDiT
+    from kinema.dit.dit import DiT
+    from kinema.dit.stdit import STDiT
 
     cls = {"STDiT": STDiT, "DiT": DiT}[model_name]
     model = cls(input_size=(frames, size, size), hidden_size=hidden, depth=depth, num_heads=heads,

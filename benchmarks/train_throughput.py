@@ -43,8 +43,8 @@ def _timed(fn) -> float:
 
 
 def worker(steps: int, out: str) -> None:
-    from osp.train.config import load_config
-    from osp.train.trainer import Trainer
+    from kinema.train.config import load_config
+    from kinema.train.trainer import Trainer
 
     ckpt_dir = os.path.join(os.path.dirname(out), f"ckpt-{os.environ.get('WORLD_SIZE', '1')}")  # shared by ranks
     trainer = Trainer(load_config(None, CONFIG + [f"checkpoint.dir={ckpt_dir}"]))

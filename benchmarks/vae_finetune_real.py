@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from osp.vae.data import ClipBank, load_clip
-from osp.vae.inflate import inflate_autoencoder_kl
-from osp.vae.losses import VAELoss
-from osp.vae.metrics import video_metrics
-from osp.vae.train import TrainConfig, save_atomic, train_vae
+from kinema.vae.data import ClipBank, load_clip
+from kinema.vae.inflate import inflate_autoencoder_kl
+from kinema.vae.losses import VAELoss
+from kinema.vae.metrics import video_metrics
+from kinema.vae.train import TrainConfig, save_atomic, train_vae
 
 
 def clips() -> list[Path]:
@@ -58,7 +58,7 @@ def main() -> None:
     bank = ClipBank(train_paths, args.resolution, max_frames=33)
     held = [(p.name, load_clip(p, 17, args.eval_resolution)) for p in held_paths]
     if args.load:
-        from osp.vae import load_vae
+        from kinema.vae import load_vae
 
         tiling_report(load_vae(args.load), held)
         return

@@ -23,7 +23,7 @@ def run_case(frames: int, tiling: bool, hidden: int, size: int) -> dict:
 
     import torch
 
-    from osp.vae import CausalVideoVAE, tiny_config
+    from kinema.vae import CausalVideoVAE, tiny_config
 
     torch.manual_seed(0)
     cuda = torch.cuda.is_available()

@@ -9,8 +9,8 @@ import argparse
 
 import torch
 
-from osp.core.video import write_video
-from osp.sample.cli import load_pipeline
+from kinema.core.video import write_video
+from kinema.sample.cli import load_pipeline
 
 PROMPTS = ("a red circle moving right", "a blue square moving up", "a yellow triangle moving left",
            "a green circle moving down")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces osp's built-in default model (packages/osp-sample/src/osp/sample/default_model/) with osp's
+# Reproduces kinema's built-in default model (packages/kinema-sample/src/kinema/sample/default_model/) with kinema's
 # own commands, on CPU:
 #   1. the synthetic text-video set (coloured shapes with captioned motion), 8 colour:shape:direction
 #      combinations held out of it;
@@ -13,7 +13,7 @@
 #
 #   scripts/train_default_model.sh                  # everything under outputs/default-model/
 #   OUT=outputs/retrain SEED=0 scripts/train_default_model.sh
-#   SHIP=1 scripts/train_default_model.sh           # also copy the pipeline into osp-sample's package data
+#   SHIP=1 scripts/train_default_model.sh           # also copy the pipeline into kinema-sample's package data
 #
 # On a busy 2-core machine OMP_NUM_THREADS=1 is faster than letting two processes fight for the cores.
 set -euo pipefail
@@ -22,7 +22,7 @@ OUT=${OUT:-outputs/default-model}
 # seed 1 made the shipped model; seed 0's model follows prompts as well (see README) but, extending a clip of a
 # red square, turns it orange
 SEED=${SEED:-1}
-# keep in step with osp.sample.adherence.HELD_OUT (a test checks it)
+# keep in step with kinema.sample.adherence.HELD_OUT (a test checks it)
 HELD_OUT="red:circle:left orange:square:up yellow:triangle:right green:circle:down cyan:square:left blue:triangle:up purple:circle:right white:square:down"
 EXCLUDE=()
 for combo in $HELD_OUT; do EXCLUDE+=(--exclude "$combo"); done
@@ -40,9 +40,9 @@ mkdir -p "$OUT" && echo "$SEED" > "$OUT/seed"
 
 stage "synthetic set: 6000 training clips, 1000 VAE clips"
 done_already "$OUT/synth/meta.csv" ||
-    osp data synth -n 6000 -o "$OUT/synth" --size 32 --frames 17 --format gif --seed "$SEED" "${EXCLUDE[@]}"
+    kinema data synth -n 6000 -o "$OUT/synth" --size 32 --frames 17 --format gif --seed "$SEED" "${EXCLUDE[@]}"
 done_already "$OUT/vae-clips/meta.csv" ||
-    osp data synth -n 1000 -o "$OUT/vae-clips" --size 32 --frames 17 --format gif --seed $((SEED + 1)) "${EXCLUDE[@]}"
+    kinema data synth -n 1000 -o "$OUT/vae-clips" --size 32 --frames 17 --format gif --seed $((SEED + 1)) "${EXCLUDE[@]}"
 
 # configs/default-model/vae.json uses norm_num_groups 1: GroupNorm statistics are per clip, and over groups of a
 # few channels they normalise a single flat-coloured shape's colour away (the VAE then reconstructs grey shapes)
@@ -52,24 +52,24 @@ stage "CausalVideoVAE: 1500 steps, then 1000 at each of two lower learning rates
 # the DiT drew blue shapes cyan)
 VAE_ARGS=(--batch-size 8 --frames 9 --resolution 32 --kl-weight 1e-6 --rec-loss l2 --latent-noise 0.4)
 done_already "$OUT/vae-stage1" ||
-    osp vae train "$OUT/vae-clips" -o "$OUT/vae-stage1" --config configs/default-model/vae.json --steps 1500 \
+    kinema vae train "$OUT/vae-clips" -o "$OUT/vae-stage1" --config configs/default-model/vae.json --steps 1500 \
         --lr 3e-3 --seed "$SEED" "${VAE_ARGS[@]}"
 done_already "$OUT/vae-stage2" ||
-    osp vae train "$OUT/vae-clips" -o "$OUT/vae-stage2" --init "$OUT/vae-stage1" --steps 1000 \
+    kinema vae train "$OUT/vae-clips" -o "$OUT/vae-stage2" --init "$OUT/vae-stage1" --steps 1000 \
         --lr 1e-3 --seed $((SEED + 1)) "${VAE_ARGS[@]}"
 done_already "$OUT/vae" ||
-    osp vae train "$OUT/vae-clips" -o "$OUT/vae" --init "$OUT/vae-stage2" --steps 1000 \
+    kinema vae train "$OUT/vae-clips" -o "$OUT/vae" --init "$OUT/vae-stage2" --steps 1000 \
         --lr 5e-4 --seed $((SEED + 2)) "${VAE_ARGS[@]}"
 
 # per-channel latent mean/std into the VAE config: the DiT then sees zero-mean, unit-std latents like its noise
 stage "latent statistics"
 grep -q latents_mean "$OUT/vae/config.json" && echo "   (done)" ||
-    osp vae calibrate "$OUT/vae-clips" --vae "$OUT/vae" --frames 17 --resolution 32
+    kinema vae calibrate "$OUT/vae-clips" --vae "$OUT/vae" --frames 17 --resolution 32
 
 stage "latents and caption features"
 if ! done_already "$OUT/features"; then
     rm -rf "$OUT/features.partial"
-    osp data precompute "$OUT/synth/meta.csv" -o "$OUT/features.partial" --vae "$OUT/vae" --text-encoder minilm \
+    kinema data precompute "$OUT/synth/meta.csv" -o "$OUT/features.partial" --vae "$OUT/vae" --text-encoder minilm \
         --text-max-length 24 --num-frames 17 --image-size 32 32 --batch-size 50
     mv "$OUT/features.partial" "$OUT/features"
 fi
@@ -83,23 +83,23 @@ fi
 stage "STDiT2, phase 1: uniform noise levels"
 TRAIN_ARGS=(data.path="$OUT/features" vae.pretrained="$OUT/vae" checkpoint.dir="$OUT/stdit2" optim.seed="$SEED")
 RESUME=(); [ -e "$OUT/stdit2/latest" ] && RESUME=(checkpoint.resume=latest)
-osp train configs/default-model/stdit2.yaml "${TRAIN_ARGS[@]}" "${RESUME[@]}"
+kinema train configs/default-model/stdit2.yaml "${TRAIN_ARGS[@]}" "${RESUME[@]}"
 stage "STDiT2, phase 2: noise levels shifted towards high noise"
-osp train configs/default-model/stdit2.yaml "${TRAIN_ARGS[@]}" checkpoint.resume=latest \
+kinema train configs/default-model/stdit2.yaml "${TRAIN_ARGS[@]}" checkpoint.resume=latest \
     scheduler.kwargs.shift=3.0 optim.max_steps=8000 optim.decay_steps=1000
 
 stage "pipeline folder"
 # EMA weights; guidance 2 (3 gives rounder squares: shape 76% instead of 85% with seed 0, 78% instead of 80% with
 # seed 1; 1.5 loses colour)
 rm -rf "$OUT/pipeline"
-osp train-export "$OUT/stdit2/$(cat "$OUT/stdit2/latest")" "$OUT/pipeline" --text-encoder-by-name \
+kinema train-export "$OUT/stdit2/$(cat "$OUT/stdit2/latest")" "$OUT/pipeline" --text-encoder-by-name \
     --default num_frames=17 --default height=32 --default width=32 --default fps=8 --default guidance_scale=2.0
 
 stage "adherence"
-osp eval adherence --model "$OUT/pipeline" -n 100 --seed 0 --csv "$OUT/adherence.csv"
+kinema eval adherence --model "$OUT/pipeline" -n 100 --seed 0 --csv "$OUT/adherence.csv"
 
 if [ "${SHIP:-0}" = 1 ]; then
-    dest=packages/osp-sample/src/osp/sample/default_model
+    dest=packages/kinema-sample/src/kinema/sample/default_model
     rm -rf "$dest" && cp -r "$OUT/pipeline" "$dest"
     echo "shipped -> $dest"
 fi

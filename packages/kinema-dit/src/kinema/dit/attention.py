@@ -1,0 +1,108 @@
+"""Attention backends shipped with kinema-dit and the dispatcher the models call.
+
+``sdpa`` (default) is torch's scaled_dot_product_attention; ``math`` is the explicit
+reference (softmax in fp32, as the upstream models compute it); ``flash_attn`` and
+``xformers`` wrap the CUDA-only kernels and report themselves unavailable elsewhere.
+All take q [B, H, Lq, D], k/v [B, H, Lk, D] and a boolean mask (True = attend).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from kinema.core import AttentionBackend, KinemaError, get_registry
+
+
+def sdpa_attention(q, k, v, attn_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+
+
+def math_attention(q, k, v, attn_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = (q * scale) @ k.transpose(-2, -1)
+    scores = scores.float()  # softmax in fp32 whatever the compute dtype
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = scores.softmax(dim=-1).to(v.dtype)
+    return weights @ v
+
+
+def flash_attn_attention(q, k, v, attn_mask=None, scale=None):
+    from flash_attn import flash_attn_func  # CUDA only; checked by availability
+
+    if attn_mask is not None:
+        raise KinemaError("flash_attn does not take attention masks; use sdpa for masked attention")
+    out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale)
+    return out.transpose(1, 2)
+
+
+def xformers_attention(q, k, v, attn_mask=None, scale=None):
+    import xformers.ops as xops  # CUDA only; checked by availability
+
+    bias = None
+    if attn_mask is not None:
+        bias = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device)
+        bias = bias.masked_fill(~attn_mask, float("-inf")).expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    out = xops.memory_efficient_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale
+    )
+    return out.transpose(1, 2)
+
+
+def _cuda_module_available(module: str, pip_name: str) -> tuple[bool, str]:
+    if importlib.util.find_spec(module) is None:
+        return False, f"{pip_name} is not installed (pip install {pip_name}; needs a CUDA build of torch)"
+    if not torch.cuda.is_available():
+        return False, f"{pip_name} needs a CUDA device and none is visible"
+    return True, ""
+
+
+HALF = frozenset({torch.float16, torch.bfloat16})
+ALL_FLOATS = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+BUILTIN_BACKENDS = [
+    AttentionBackend(
+        "sdpa", sdpa_attention, supports_context_parallel=True,
+        description="torch.nn.functional.scaled_dot_product_attention (picks flash/mem-efficient/math kernels itself)",
+    ),
+    AttentionBackend(
+        "math", math_attention, supports_context_parallel=True,
+        description="explicit softmax(q k^T) v with the softmax in fp32: the reference",
+    ),
+    AttentionBackend(
+        "flash_attn", flash_attn_attention, devices=frozenset({"cuda"}), dtypes=HALF,
+        supports_mask=False, supports_context_parallel=True,
+        availability=lambda: _cuda_module_available("flash_attn", "flash-attn"),
+        description="FlashAttention-2 (CUDA, fp16/bf16, no masks)",
+    ),
+    AttentionBackend(
+        "xformers", xformers_attention, devices=frozenset({"cuda"}), dtypes=ALL_FLOATS,
+        availability=lambda: _cuda_module_available("xformers", "xformers"),
+        description="xformers memory_efficient_attention (CUDA)",
+    ),
+]
+
+
+def resolve_backend(name: str) -> AttentionBackend:
+    """The backend registered as ``name``; unknown names list the available ones."""
+    return get_registry("attention_backend").get(name)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    backend: str = "sdpa",
+    attn_mask: Optional[torch.Tensor] = None,
+    scale: Optional[float] = None,
+) -> torch.Tensor:
+    """Run attention with the named backend, after checking it can run this call."""
+    impl = resolve_backend(backend)
+    reason = impl.unsupported_reason(q.device, q.dtype, attn_mask is not None)
+    if reason is not None:
+        raise KinemaError(f"{reason}; choose another backend in the model config (attention: sdpa)")
+    return impl.fn(q, k, v, attn_mask=attn_mask, scale=scale)

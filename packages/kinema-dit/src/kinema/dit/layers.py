@@ -1,0 +1,324 @@
+"""Building blocks shared by the PixArt-style diffusion transformers (PixArt, DiT, STDiT, STDiT2).
+
+Tokens travel through the blocks as [B, T, S, C] (T frames of S patches); spatial attention
+runs over S, temporal attention over T, full attention over T*S. Submodule names (``qkv``,
+``proj``, ``q_linear``, ``kv_linear``, ``fc1``, ``fc2``, ``scale_shift_table``, ``linear``)
+are those of the upstream checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from kinema.core import KinemaError
+
+from .attention import attention, resolve_backend
+
+# ---------------------------------------------------------------------------------------------
+# small pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def t2i_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+def check_attention_backend(name: str) -> str:
+    """Fail at construction (listing the registered names) rather than at the first forward."""
+    resolve_backend(name)
+    return name
+
+
+class AttentionBackendMixin:
+    """``use_attention_backend(name)``: switch every attention of the model to another registered backend
+    (diffusers' own ``set_attention_backend`` addresses its processors, not these layers)."""
+
+    def use_attention_backend(self, name: str) -> None:
+        check_attention_backend(name)
+        for module in self.modules():
+            if isinstance(module, (Attention, MultiHeadCrossAttention)):
+                module.backend = name
+        self.register_to_config(attention=name)
+
+
+class Mlp(nn.Module):
+    """Linear-act-Linear (timm's Mlp without dropout)."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, act: Optional[nn.Module] = None):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act if act is not None else nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample while training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class RMSNorm(nn.Module):
+    """LLaMA-style RMSNorm (statistics in fp32), used as QK-norm."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+def layer_norm(hidden_size: int) -> nn.LayerNorm:
+    """The blocks' LayerNorm: no affine parameters (hence no state-dict keys), eps 1e-6."""
+    return nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention
+# ---------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over x [B, N, C], optional RMS QK-norm and rotary embedding.
+
+    ``rope_before_norm`` reproduces the Open-Sora 1.1 order (rotate q/k, then RMS-normalise them);
+    False gives the corrected order (normalise, then rotate).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        qk_norm: bool = False,
+        rope: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        rope_before_norm: bool = True,
+        backend: str = "sdpa",
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+        self.rope = rope
+        self.rope_before_norm = rope_before_norm
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
+        if self.rope is not None and self.rope_before_norm:
+            q, k = self.rope(q), self.rope(k)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None and not self.rope_before_norm:
+            q, k = self.rope(q), self.rope(k)
+        out = attention(q, k, v, backend=self.backend, scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class MultiHeadCrossAttention(nn.Module):
+    """Queries x [B, N, C] attend to caption tokens cond [B, L, C].
+
+    ``cond_mask`` [B, L] (bool, True = valid token) restricts every sample to its own valid
+    tokens, which is what the upstream packed block-diagonal attention computes.
+    """
+
+    def __init__(self, dim: int, num_heads: int, backend: str = "sdpa"):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q_linear = nn.Linear(dim, dim)
+        self.kv_linear = nn.Linear(dim, dim * 2)
+        self.proj = nn.Linear(dim, dim)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        B, N, C = x.shape
+        L = cond.shape[1]
+        q = self.q_linear(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = self.kv_linear(cond).view(B, L, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        attn_mask = None if cond_mask is None else cond_mask[:, None, None, :]
+        out = attention(q, k, v, backend=self.backend, attn_mask=attn_mask, scale=self.head_dim**-0.5)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+def check_caption(y: torch.Tensor, batch_size: int, caption_channels: int) -> None:
+    if y.ndim != 4 or y.shape[0] != batch_size or y.shape[1] != 1 or y.shape[3] != caption_channels:
+        raise KinemaError(
+            f"caption features must be [batch={batch_size}, 1, tokens, {caption_channels}] (T5 output), "
+            f"got {tuple(y.shape)}"
+        )
+
+
+def caption_mask(mask: Optional[torch.Tensor], batch_size: int, num_tokens: int) -> Optional[torch.Tensor]:
+    """T5 attention mask [b, L] (1 = valid) -> bool [B, L], rows repeated when B = k*b (e.g. CFG)."""
+    if mask is None:
+        return None
+    if mask.ndim != 2 or mask.shape[1] != num_tokens:
+        raise KinemaError(f"caption mask must be [batch, {num_tokens}] (1 = valid token), got {tuple(mask.shape)}")
+    if mask.shape[0] != batch_size:
+        if batch_size % mask.shape[0]:
+            raise KinemaError(f"caption mask has {mask.shape[0]} rows for a batch of {batch_size}")
+        mask = mask.repeat(batch_size // mask.shape[0], 1)
+    mask = mask.bool()
+    if not mask.any(dim=1).all():
+        raise KinemaError("a caption mask row has no valid token; every caption needs at least one (e.g. its EOS)")
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# adaLN-single modulation
+# ---------------------------------------------------------------------------------------------
+
+
+def frame_modulation(
+    table: torch.Tensor,
+    t_mod: torch.Tensor,
+    t0_mod: Optional[torch.Tensor] = None,
+    x_mask: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, ...]:
+    """adaLN-single: a block's ``scale_shift_table`` [n, C] plus the shared t_mod [B, n*C] (or [B, C],
+    broadcast), split into n vectors shaped [B, T|1, 1, C] to broadcast over x [B, T, S, C].
+
+    With ``x_mask`` [B, T] (True = frame being denoised) the frames marked False take their
+    vectors from ``t0_mod`` (the same computation at timestep 0): frames given as conditioning.
+    """
+    n, C = table.shape
+    B = t_mod.shape[0]
+    mod = table[None] + t_mod.reshape(B, -1, C)  # [B, n, C]
+    if x_mask is None:
+        mod = mod[:, None]  # [B, 1, n, C]
+    else:
+        mod0 = table[None] + t0_mod.reshape(B, -1, C)
+        mod = torch.where(x_mask[:, :, None, None], mod[:, None], mod0[:, None])  # [B, T, n, C]
+    return mod.chunk(n, dim=2)
+
+
+def check_frame_mask(x_mask: Optional[torch.Tensor], batch_size: int, num_frames: int) -> Optional[torch.Tensor]:
+    if x_mask is None:
+        return None
+    if tuple(x_mask.shape) != (batch_size, num_frames):
+        raise KinemaError(
+            f"x_mask must be [batch, frames] = [{batch_size}, {num_frames}] (True = frame to denoise), "
+            f"got {tuple(x_mask.shape)}"
+        )
+    return x_mask.bool()
+
+
+# ---------------------------------------------------------------------------------------------
+# patch embedding and output head
+# ---------------------------------------------------------------------------------------------
+
+
+class PatchEmbed3D(nn.Module):
+    """[B, C, T, H, W] -> [B, T'*H'*W', D]: right-pads W, H, T to patch multiples, then Conv3d."""
+
+    def __init__(self, patch_size=(1, 2, 2), in_chans: int = 4, embed_dim: int = 1152):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pt, ph, pw = self.patch_size
+        _, _, T, H, W = x.shape
+        x = F.pad(x, (0, -W % pw, 0, -H % ph, 0, -T % pt))
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class PatchEmbed2D(nn.Module):
+    """[B, C, H, W] -> [B, H'*W', D] with a Conv2d (image models; pads like PatchEmbed3D)."""
+
+    def __init__(self, patch_size: int = 2, in_chans: int = 4, embed_dim: int = 1152):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        x = F.pad(x, (0, -x.shape[-1] % p, 0, -x.shape[-2] % p))
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class T2IFinalLayer(nn.Module):
+    """LayerNorm, modulation by the raw timestep embedding t (+ table [2, C]), Linear to patch pixels."""
+
+    def __init__(self, hidden_size: int, num_patch: int, out_channels: int):
+        super().__init__()
+        self.norm_final = layer_norm(hidden_size)
+        self.linear = nn.Linear(hidden_size, num_patch * out_channels)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, hidden_size) / hidden_size**0.5)
+
+    def forward(self, x, t, t0=None, x_mask=None):
+        shift, scale = frame_modulation(self.scale_shift_table, t, t0, x_mask)
+        return self.linear(t2i_modulate(self.norm_final(x), shift, scale))
+
+
+def unpatchify(x: torch.Tensor, grid: tuple[int, int, int], patch_size, out_channels: int) -> torch.Tensor:
+    """[B, T, H*W, pt*ph*pw*C] -> [B, C, T*pt, H*ph, W*pw]."""
+    T, H, W = grid
+    pt, ph, pw = patch_size
+    return rearrange(
+        x, "B T (H W) (pt ph pw C) -> B C (T pt) (H ph) (W pw)", T=T, H=H, W=W, pt=pt, ph=ph, pw=pw, C=out_channels
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# initialisation shared by the PixArt family
+# ---------------------------------------------------------------------------------------------
+
+
+def init_pixart_weights(model: nn.Module) -> None:
+    """Xavier for every Linear (zero bias) and the patch conv (as a Linear); N(0, 0.02) for the
+    timestep / caption / adaLN MLPs; zero for cross-attention outputs and the final linear, so a
+    fresh model starts from the identity residual path and predicts zero."""
+
+    def basic(module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    model.apply(basic)
+    w = model.x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    for linear in (model.t_embedder.mlp[0], model.t_embedder.mlp[2], model.t_block[1]):
+        nn.init.normal_(linear.weight, std=0.02)
+    nn.init.normal_(model.y_embedder.y_proj.fc1.weight, std=0.02)
+    nn.init.normal_(model.y_embedder.y_proj.fc2.weight, std=0.02)
+    for block in model.blocks:
+        zero_linear(block.cross_attn.proj)
+    zero_linear(model.final_layer.linear)
+
+
+def zero_linear(linear: nn.Linear) -> None:
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)

@@ -1,0 +1,1 @@
+"""kinema.sample: schedulers, text encoders, conditioning (mask_strategy) and the video pipeline."""

@@ -1,0 +1,45 @@
+"""`kinema train CONFIG [key=value ...]` and `kinema train-export CHECKPOINT OUT`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("train", context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+def train_command(config: str, overrides: tuple[str, ...]) -> None:
+    """Train a model from CONFIG (YAML), with key.sub=value overrides.
+
+    One process: `kinema train CONFIG`. Several: `torchrun --nproc_per_node N -m kinema.train CONFIG`.
+    """
+    from .config import load_config
+    from .trainer import run
+
+    cfg = load_config(config, list(overrides))
+    trainer = run(cfg)
+    if trainer.ctx.is_main:
+        click.echo(f"trained to step {trainer.step}; checkpoints in {cfg.checkpoint.dir}")
+
+
+@click.command("train-export")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", type=click.Path(file_okay=False))
+@click.option("--weights", type=click.Choice(["ema", "model"]), default="ema", show_default=True)
+@click.option("--text-encoder-by-name", is_flag=True,
+              help="Name the registered text encoder in model_index.json instead of copying its weights.")
+@click.option("--default", "defaults", multiple=True, metavar="KEY=VALUE",
+              help="Sampling default of the pipeline (num_frames, height, width, fps, guidance_scale, ...).")
+def export_command(checkpoint: str, output: str, weights: str, text_encoder_by_name: bool,
+                   defaults: tuple[str, ...]) -> None:
+    """Write a training CHECKPOINT (a step-* folder) as a pipeline folder that `kinema sample --model` loads."""
+    from .config import parse_override
+    from .export import export_pipeline
+
+    values = {}
+    for item in defaults:
+        key, value = parse_override(item)
+        values[".".join(key)] = value
+    path = export_pipeline(checkpoint, output, weights=weights, text_encoder_by_name=text_encoder_by_name,
+                           defaults=values)
+    click.echo(f"wrote {path}")

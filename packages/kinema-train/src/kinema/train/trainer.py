@@ -1,0 +1,339 @@
+"""The training loop: batch -> VAE/text encode -> masks, noise, timesteps -> loss -> AdamW -> EMA.
+
+Randomness that shapes a step (timesteps, noise, caption dropout, frame masks, image frames)
+comes from per-sample generators seeded by (seed, step, position in the global batch). A step
+therefore computes the same thing whatever the parallel layout and whether or not the run was
+resumed; the global RNG states are checkpointed as well for anything else that draws from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from kinema.core import KinemaError
+
+from . import checkpoint as ckpt
+from .components import ModelInputs, build_model, build_scheduler, build_text_encoder, build_vae, move
+from .config import TrainConfig
+from .data import BatchStream, StreamPosition
+from .distributed import ParallelContext, init_parallel
+from .ema import EMA
+from .lr_schedule import lr_factor
+from .masking import MaskGenerator
+from .metrics import MetricsLogger
+from .parallelize import clip_gradients, parallelize, sync_gradients
+from .tensor_parallel import local_from_dense, to_dense
+
+
+class NonFiniteLossError(KinemaError):
+    """The loss became NaN or inf; the message names the step and the batch."""
+
+
+def _sample_seed(seed: int, step: int, position: int) -> int:
+    return (seed * 1_000_003 + step) * 65_537 + position
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, ctx: Optional[ParallelContext] = None):
+        self.cfg = cfg
+        p = cfg.parallel
+        self.ctx = ctx or init_parallel(p.tensor, p.sequence, p.backend)
+        torch.manual_seed(cfg.optim.seed)  # identical dense init on every rank
+        random.seed(cfg.optim.seed)
+        self.device = self.ctx.device
+
+        self.model = build_model(cfg.model).to(self.device)
+        self.inputs = ModelInputs(self.model)
+        self.scheduler = build_scheduler(cfg.scheduler)
+        self.vae = move(build_vae(cfg.vae), self.device)
+        self.text_encoder = move(build_text_encoder(cfg.text_encoder), self.device)
+        self.masks = MaskGenerator(cfg.data.mask_ratios) if cfg.data.mask_ratios else None
+        if self.masks is not None and not self.inputs.frame_mask:
+            raise KinemaError(f"data.mask_ratios needs a model with frame masks (x_mask); {cfg.model.name} has none")
+        if cfg.data.use_image_num and not self.inputs.image_frames:
+            raise KinemaError(f"data.use_image_num needs a joint image-video model (Latte); "
+                f"{cfg.model.name} is not one")
+
+        self.step = 0
+        self._position = StreamPosition()
+        self.out_dir = Path(cfg.checkpoint.dir)
+        self.data = BatchStream(cfg.data, cfg.optim.seed, self.ctx.dp_size, self.ctx.dp_rank)
+        resume_from = self._resume_path()
+        if resume_from is not None:  # dense weights go in before sharding
+            self.model.load_state_dict(ckpt.load_model_state(resume_from))
+
+        parallelize(self.model, self.ctx)
+        if cfg.model.gradient_checkpointing:
+            self.model.enable_gradient_checkpointing()
+        self.model.train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self._build_optimizer()
+        o = cfg.optim
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.max_steps, o.decay_steps, o.min_lr_factor)
+        )
+        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+        if resume_from is not None:
+            self._load_training_state(resume_from)
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        kwargs = dict(lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+        if o.shard_optimizer and self.ctx.dp_size > 1:
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            return ZeroRedundancyOptimizer(self.params, torch.optim.AdamW, process_group=self.ctx.dp_group, **kwargs)
+        return torch.optim.AdamW(self.params, **kwargs)
+
+    def _resume_path(self) -> Optional[Path]:
+        which = self.cfg.checkpoint.resume
+        return ckpt.resolve_checkpoint(self.out_dir, which) if which else None
+
+    def _local_optimizer(self) -> torch.optim.Optimizer:
+        return getattr(self.optimizer, "optim", self.optimizer)  # ZeRO: this rank's partition
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _autocast(self):
+        mode = self.cfg.optim.mixed_precision
+        use_bf16 = mode == "bf16" or (mode == "auto" and self.device.type == "cuda")
+        if not use_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    @torch.no_grad()
+    def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """-> (latents x0 [B, C, T, H, W], captions y [B, 1, L, D], caption mask [B, L] or None)."""
+        if "latents" in batch:
+            x0 = batch["latents"].to(self.device).float()
+        elif self.vae is not None:
+            x0 = self.vae.encode_video(batch["video"].to(self.device)).float()
+        else:  # no VAE configured: the model learns in pixel space
+            x0 = batch["video"].to(self.device).float()
+        if "y" in batch:
+            y, mask = batch["y"].to(self.device).float(), batch.get("y_mask")
+            y = y[:, None] if y.dim() == 3 else y
+        elif self.text_encoder is not None:
+            encoded = self.text_encoder.encode(list(batch["text"]))
+            y, mask = encoded.y.to(self.device).float(), encoded.mask
+        else:
+            raise KinemaError("the batch has no caption embeddings; set text_encoder.name (e.g. tiny-t5, minilm, t5)")
+        return x0, y, None if mask is None else mask.to(self.device)
+
+    def prepare(self, batch: dict, step: int):
+        """Everything the loss needs for this rank's share of the global batch at ``step``."""
+        x0, y, y_mask = self.encode(batch)
+        B = x0.shape[0]
+        first = self.ctx.dp_rank * B  # position of this share in the global batch
+        gens = [torch.Generator().manual_seed(_sample_seed(self.cfg.optim.seed, step, first + i)) for i in range(B)]
+        rngs = [random.Random(_sample_seed(self.cfg.optim.seed, step, first + i)) for i in range(B)]
+
+        kwargs: dict = {"y": y}
+        if y_mask is not None:
+            kwargs["mask"] = y_mask
+        drop = torch.tensor([r.random() < self.cfg.data.caption_dropout for r in rngs], device=self.device)
+        if self.inputs.force_drop:
+            kwargs["force_drop_ids"] = drop.long()
+        elif drop.any():  # models without a null caption: zero features stand for "no caption"
+            kwargs["y"] = torch.where(drop[:, None, None, None], torch.zeros_like(y), y)
+        if self.inputs.size_conditions:
+            for key in ("num_frames", "height", "width", "ar", "fps"):
+                kwargs[key] = batch[key].to(self.device)
+        n_img = self.cfg.data.use_image_num
+        if n_img:  # joint image-video (Latte): still frames of the clip appended after the video frames
+            picks = [torch.tensor([r.randrange(x0.shape[2]) for _ in range(n_img)]) for r in rngs]
+            images = torch.stack([x0[i][:, picks[i]] for i in range(B)])
+            x0 = torch.cat([x0, images], dim=2)
+            kwargs["use_image_num"] = n_img
+        frame_mask = None
+        if self.masks is not None:
+            frame_mask = torch.stack([self.masks.frame_mask(x0.shape[2], r) for r in rngs]).to(self.device)
+        t = torch.cat([self.scheduler.sample_training_timesteps(1, generator=g) for g in gens]).to(self.device)
+        noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(self.device)
+        return x0, t, noise, kwargs, frame_mask
+
+    def loss(self, batch: dict, step: int) -> torch.Tensor:
+        """Mean loss over this rank's samples (with autograd graph)."""
+        x0, t, noise, kwargs, frame_mask = self.prepare(batch, step)
+        with self._autocast():
+            losses = self.scheduler.training_losses(self.model, x0, t, model_kwargs=kwargs, mask=frame_mask,
+                                                    noise=noise)
+        return losses["loss"].float().mean()
+
+    def train_step(self, batch: dict, step: int) -> tuple[float, float]:
+        """One optimizer step; returns (global mean loss, grad norm before clipping)."""
+        loss = self.loss(batch, step)
+        global_loss = self._mean_over_data(loss.detach())
+        if not math.isfinite(global_loss):
+            raise NonFiniteLossError(
+                f"loss is {global_loss} at step {step} (data position epoch {self._position.epoch}, batch "
+                f"{self._position.step_in_epoch}; captions {list(batch.get('text', []))[:4]}); lower optim.lr, "
+                f"check the data, or resume from the last checkpoint"
+            )
+        loss.backward()
+        sync_gradients(self.params, self.ctx)
+        norm = clip_gradients(self.params, self.cfg.optim.grad_clip, self.ctx).item()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model, decay=0.0 if step == 0 else None)
+        return global_loss, norm
+
+    def _mean_over_data(self, value: torch.Tensor) -> float:
+        if self.ctx.distributed and self.ctx.dp_size > 1:
+            value = value.clone()
+            torch.distributed.all_reduce(value, group=self.ctx.dp_group)
+            value /= self.ctx.dp_size
+        return value.item()
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def train(self, max_steps: Optional[int] = None) -> list[float]:
+        """Train up to ``max_steps`` (default optim.max_steps) total steps; returns this call's losses."""
+        cfg = self.cfg
+        end = cfg.optim.max_steps if max_steps is None else max_steps
+        logger = MetricsLogger(self.out_dir, cfg.logging.csv, cfg.logging.tensorboard, cfg.logging.progress,
+                               end, self.step, active=self.ctx.is_main)
+        losses: list[float] = []
+        stream = iter(self.data)
+        window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+        try:
+            while self.step < end:
+                self._position, batch = next(stream)
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule moves after it)
+                loss, norm = self.train_step(batch, self.step)
+                losses.append(loss)
+                self.step += 1
+                n = self._global_batch_size(batch)
+                window_samples += n
+                window_tokens += n * self._tokens_per_sample(batch)
+                logger.advance()
+                if self.step % cfg.logging.every == 0 or self.step == end:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    logger.log({"step": self.step, "loss": loss, "grad_norm": norm,
+                                "lr": lr, "epoch": self.data.position.epoch,
+                                "samples_per_s": window_samples / elapsed, "tokens_per_s": window_tokens / elapsed})
+                    window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+                if self.step % cfg.checkpoint.every == 0 or self.step == end:
+                    self.save()
+        finally:
+            logger.close()
+        return losses
+
+    def _global_batch_size(self, batch: dict) -> int:
+        key = "latents" if "latents" in batch else "video"
+        return batch[key].shape[0] * self.ctx.dp_size
+
+    def _tokens_per_sample(self, batch: dict) -> int:
+        """Patch tokens the model sees per sample (latent T*H*W / patch volume)."""
+        shape = batch["latents"].shape if "latents" in batch else self._latent_shape(batch["video"].shape)
+        patch = self.model.config.get("patch_size", (1, 2, 2))
+        patch = (1, patch, patch) if isinstance(patch, int) else tuple(patch)
+        return math.prod(math.ceil(n / p) for n, p in zip(shape[2:], patch))
+
+    def _latent_shape(self, shape) -> tuple:
+        if self.vae is None:
+            return tuple(shape)
+        tc = getattr(self.vae, "temporal_compression", 1)
+        sc = getattr(self.vae, "spatial_compression", 8)
+        return (*shape[:2], 1 + (shape[2] - 1) // tc, shape[3] // sc, shape[4] // sc)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def dense_ema(self) -> Optional[dict[str, torch.Tensor]]:
+        return None if self.ema is None else to_dense(self.model, self.ema.state_dict())
+
+    def save(self) -> Path:
+        model_state = to_dense(self.model, self.model.state_dict())
+        ema_state = self.dense_ema()
+        rank_state = {
+            "optimizer": self._local_optimizer().state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+            "rng": ckpt.rng_state(),
+        }
+        p = self.ctx
+        meta = {"data": self.data.state_dict(), "world_size": p.world_size, "tensor": p.tp_size,
+                "sequence": p.cp_size, "data_parallel": p.dp_size, "config": self.cfg.to_dict()}
+        return ckpt.save_checkpoint(self.out_dir, self.step, self.ctx, model_state, ema_state, rank_state, meta,
+                                    keep=self.cfg.checkpoint.keep)
+
+    def _load_training_state(self, path: Path) -> None:
+        meta = ckpt.load_meta(path)
+        layout = (meta["world_size"], meta["tensor"], meta["sequence"])
+        here = (self.ctx.world_size, self.ctx.tp_size, self.ctx.cp_size)
+        if layout != here:
+            raise KinemaError(f"{path} was saved with (world, tensor, sequence) = {layout}, this run has {here}; "
+                           "resume with the same layout (or start from its weights with model.pretrained)")
+        self.step = int(meta["step"])
+        self.data.load_state_dict(meta["data"])
+        if self.ema is not None and (path / "ema.safetensors").exists():
+            dense = ckpt.load_model_state(path, "ema")
+            self.ema.load_state_dict(local_from_dense(self.model, dense) if self.ctx.tp_size > 1 else dense)
+        state = ckpt.load_rank_state(path, self.ctx.rank)
+        self._local_optimizer().load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        # the rate follows this run's config (optim.lr, max_steps, decay), not the saved run's
+        self.lr_schedule.base_lrs = [self.cfg.optim.lr for _ in self.optimizer.param_groups]
+        for group, rule in zip(self.optimizer.param_groups, self.lr_schedule.lr_lambdas):
+            group["lr"] = self.cfg.optim.lr * rule(self.lr_schedule.last_epoch)
+        ckpt.set_rng_state(state["rng"])
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def held_out_loss(self, use_ema: bool = False, seed: int = 12345) -> float:
+        """Mean denoising loss on the synthetic hold-out samples with fixed noise and timesteps."""
+        from .data import collate
+
+        if not self.data.holdout:
+            raise KinemaError("no held-out samples; set data.holdout > 0 (synthetic data)")
+        swap = use_ema and self.ema is not None
+        if swap:
+            backup = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.ema.shadow}
+            self._copy_weights(self.ema.shadow)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            batch = collate(self.data.holdout)
+            saved = (self.cfg.data.caption_dropout, self.masks, self.ctx.dp_rank)
+            self.cfg.data.caption_dropout, self.masks = 0.0, None
+            try:
+                x0, t, noise, kwargs, _ = self.prepare(batch, step=-seed)
+            finally:
+                self.cfg.data.caption_dropout, self.masks = saved[0], saved[1]
+            losses = self.scheduler.training_losses(self.model, x0, t, model_kwargs=kwargs, noise=noise)
+            return losses["loss"].float().mean().item()
+        finally:
+            self.model.train(was_training)
+            if swap:
+                self._copy_weights(backup)
+
+    def _copy_weights(self, values: dict[str, torch.Tensor]) -> None:
+        for name, p in self.model.named_parameters():
+            if name in values:
+                p.data.copy_(values[name].to(p.dtype))
+
+    def close(self) -> None:
+        from .distributed import shutdown_parallel
+
+        shutdown_parallel(self.ctx)
+
+
+def run(cfg: TrainConfig) -> Trainer:
+    trainer = Trainer(cfg)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    return trainer
+

@@ -1,0 +1,42 @@
+import torch
+from tiny import tiny_config
+
+from kinema.sample.pipeline_folder import load_component, read_index
+from kinema.train.export import export_pipeline
+from kinema.train.trainer import Trainer
+
+
+def test_export_writes_ema_weights_into_a_pipeline_folder(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", "STDiT2", optim={"ema_decay": 0.5, "max_steps": 3}))
+    trainer.train()
+    out = export_pipeline(tmp_path / "run" / "step-000000003", tmp_path / "pipe")
+    index = read_index(out)
+    assert index["transformer"] == ["kinema.dit.stdit2", "STDiT2"] and index["scheduler"][1] == "IDDPMScheduler"
+    model = load_component(out, "transformer", *index["transformer"])
+    ema = trainer.dense_ema()
+    params = dict(model.named_parameters())
+    assert set(ema) <= set(params)
+    for name in ema:
+        p = params[name]
+        torch.testing.assert_close(p, ema[name], rtol=0, atol=0)
+    assert not torch.equal(ema["final_layer.linear.weight"], trainer.model.final_layer.linear.weight)
+
+
+def test_export_can_name_the_text_encoder_and_set_sampling_defaults(tmp_path):
+    import json
+
+    from kinema.core import KinemaError
+
+    Trainer(tiny_config(tmp_path / "run", "STDiT2", optim={"ema_decay": 0.5, "max_steps": 1})).train()
+    out = export_pipeline(tmp_path / "run" / "step-000000001", tmp_path / "pipe", text_encoder_by_name=True,
+                          defaults={"num_frames": 4, "height": 16, "width": 16, "fps": 8})
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_kinema_text_encoder"] == {"name": "tiny-t5", "kwargs": {"max_length": 16, "hidden_size": 32}}
+    assert index["text_encoder"] == [None, None] and not (out / "text_encoder").exists()
+    assert (index["_kinema_defaults"]["num_frames"], index["_kinema_defaults"]["height"]) == (4, 16)
+    try:
+        export_pipeline(tmp_path / "run" / "step-000000001", tmp_path / "bad", defaults={"frames": 4})
+    except KinemaError as exc:
+        assert "unknown pipeline defaults ['frames']" in str(exc)
+    else:
+        raise AssertionError("an unknown default was accepted")

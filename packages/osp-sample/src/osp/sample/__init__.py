@@ -1,1 +1,0 @@
-"""osp.sample: schedulers, text encoders, conditioning (mask_strategy) and the video pipeline."""

@@ -1,6 +1,0 @@
-"""osp.train: diffusion training for osp's video models (config, trainer, parallelism, checkpoints)."""
-
-from .config import TrainConfig, load_config
-from .trainer import NonFiniteLossError, Trainer
-
-__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "load_config"]
