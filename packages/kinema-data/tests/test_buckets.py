@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from kinema.core import KinemaError
-from kinema.data.aspect import ASPECT_RATIOS, closest_ratio
 from kinema.data.buckets import Bucket, parse_bucket_config
 
 CONFIG = {
@@ -54,18 +53,6 @@ def test_batch_size_and_target_size():
     bucket_id = bucket.get_bucket_id(40, 360, 640, seed=0)
     assert bucket.get_batch_size(bucket_id) == 1
     assert bucket.get_thw(bucket_id) == (32, 240, 426)
-
-
-def test_aspect_tables():
-    assert ASPECT_RATIOS["240p"][1]["0.56"] == (240, 426)
-    assert ASPECT_RATIOS["1080p"][1]["1.00"] == (1440, 1440)
-    assert ASPECT_RATIOS["1024"][1]["2.0"] == (1408, 704) and ASPECT_RATIOS["512"][1]["0.25"] == (256, 1024)
-    assert len(ASPECT_RATIOS["256"][1]) == 40
-    for name, (budget, table) in ASPECT_RATIOS.items():  # every cell is near its budget and its ratio
-        for key, (h, w) in table.items():
-            assert abs(h * w / budget - 1) < 0.1, (name, key)
-            assert abs(h / w - float(key)) < 0.06, (name, key)
-    assert closest_ratio(1080, 1920, ASPECT_RATIOS["720p"][1]) == "0.56"
 
 
 def test_bad_configs_are_explained():

@@ -46,7 +46,7 @@ def test_batches_are_single_bucket_unique_and_deterministic_per_seed(table):
 
 
 def _resolution_of(sampler, t, h, w):
-    from kinema.data.aspect import ASPECT_RATIOS
+    from kinema.core.aspect import ASPECT_RATIOS
 
     for name in sampler.bucket.probs:
         if (h, w) in ASPECT_RATIOS[name][1].values() and t in sampler.bucket.probs[name]:

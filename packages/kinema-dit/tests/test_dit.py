@@ -1,12 +1,12 @@
 import torch
 
-from kinema.dit.dit import FLAVOURS, DiT
+from kinema.dit.dit import DiT, DiT_XL_2
 from kinema.dit.pos_embed import get_1d_sincos_pos_embed, get_2d_sincos_pos_embed
 
 
 def test_xl2_is_stdit_without_temporal_attention(upstream_shapes):
     with torch.device("meta"):
-        model = FLAVOURS["DiT-XL/2"](input_size=(16, 32, 32))
+        model = DiT_XL_2(input_size=(16, 32, 32))
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     expected = {k: v for k, v in upstream_shapes["STDiT-XL/2"].items() if "attn_temp" not in k}
     assert shapes == expected

@@ -5,7 +5,7 @@ import torch
 from diffusers import LatteTransformer3DModel
 
 from kinema.core import KinemaError
-from kinema.dit.latte import FLAVOURS, LatteT2V, sincos_2d
+from kinema.dit.latte import LatteT2V, LatteT2V_XL_122, sincos_2d
 
 TINY = dict(sample_size=8, num_layers=2, num_attention_heads=2, attention_head_dim=8, caption_channels=12,
             caption_num_tokens=6)
@@ -213,7 +213,7 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
 
 def test_full_flavour_parameter_count():
     with torch.device("meta"):
-        model = FLAVOURS["LatteT2V-XL/122"]()
+        model = LatteT2V_XL_122()
     count = sum(p.numel() for p in model.parameters())
     per_spatial = sum(p.numel() for p in model.transformer_blocks[0].parameters())
     per_temporal = sum(p.numel() for p in model.temporal_transformer_blocks[0].parameters())

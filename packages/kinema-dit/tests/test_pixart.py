@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from kinema.core import KinemaError
-from kinema.dit.pixart import FLAVOURS, PixArt
+from kinema.dit.pixart import PixArt, PixArt_XL_2
 
 
 def test_xl2_layout_matches_stdit_minus_temporal(upstream_shapes):
     with torch.device("meta"):
-        model = FLAVOURS["PixArt-XL/2"]()
+        model = PixArt_XL_2()
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert shapes["x_embedder.proj.weight"] == [1152, 4, 2, 2]
     assert shapes["pos_embed"] == [1, 256, 1152]

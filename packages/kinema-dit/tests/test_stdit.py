@@ -3,7 +3,7 @@ import torch
 
 from kinema.core import KinemaError
 from kinema.dit.pixart import PixArt
-from kinema.dit.stdit import FLAVOURS, STDiT, STDiT_XL_2
+from kinema.dit.stdit import STDiT, STDiT_XL_2
 
 # ---------------------------------------------------------------------------------------------
 # upstream layout
@@ -12,7 +12,7 @@ from kinema.dit.stdit import FLAVOURS, STDiT, STDiT_XL_2
 
 def test_xl2_state_dict_matches_upstream_names_and_shapes(upstream_shapes):
     with torch.device("meta"):
-        model = FLAVOURS["STDiT-XL/2"](input_size=(16, 32, 32))
+        model = STDiT_XL_2(input_size=(16, 32, 32))
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     expected = upstream_shapes["STDiT-XL/2"]
     assert set(shapes) - set(expected) == set()

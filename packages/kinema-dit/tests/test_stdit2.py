@@ -5,7 +5,7 @@ import torch
 
 from kinema.core import KinemaError
 from kinema.dit.pos_embed import get_2d_sincos_pos_embed
-from kinema.dit.stdit2 import FLAVOURS, STDiT2, STDiT2_XL_2
+from kinema.dit.stdit2 import STDiT2, STDiT2_XL_2
 
 
 def _sizes(T, H, W, batch=2):
@@ -27,7 +27,7 @@ def _tiny_stdit2(tiny, randomize, seed=0, keep_zero=(), **overrides):
 def test_xl2_state_dict_matches_upstream_names_and_shapes(upstream_shapes):
     # the upstream table was read with the class default of 120 caption tokens
     with torch.device("meta"):
-        model = FLAVOURS["STDiT2-XL/2"](model_max_length=120)
+        model = STDiT2_XL_2(model_max_length=120)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     expected = upstream_shapes["STDiT2-XL/2"]
     assert set(shapes) - set(expected) == set()

@@ -1,11 +1,11 @@
-"""`kinema eval adherence`: prompts of the synthetic vocabulary, scored with kinema-data's analyser."""
+"""`kinema eval adherence`: prompts of the synthetic vocabulary, scored with kinema.core.shapes' analyser."""
 
 import csv
 
 import pytest
 from click.testing import CliRunner
 from kinema.core import KinemaError
-from kinema.data.synthetic import SyntheticVideoSpec, render
+from kinema.core.shapes import SyntheticVideoSpec, render
 
 from kinema.sample.adherence import (
     HELD_OUT,

@@ -1,5 +1,5 @@
 """The built-in default model: `kinema sample` with no flags, prompt following, image-to-video and extension,
-judged from pixels with kinema-data's synthetic analyser."""
+judged from pixels with the synthetic shapes analyser (kinema.core.shapes)."""
 
 import json
 import os
@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 from kinema.core import KinemaError
+from kinema.core.shapes import COLOURS, SHAPES, SyntheticVideoSpec, analyse, render
 from kinema.core.video import read_video, to_float, to_uint8, write_video
-from kinema.data.synthetic import COLOURS, SHAPES, SyntheticVideoSpec, analyse, render
 
 from kinema.sample import cli as sample_cli
 from kinema.sample.adherence import HELD_OUT
@@ -63,6 +63,19 @@ def test_folder_is_small_names_its_text_encoder_and_matches_the_recipe():
         assert transformer[key] == value or list(transformer[key]) == value, key
     vae = json.loads((DEFAULT_MODEL_DIR / "vae/config.json").read_text())
     assert vae["hidden_size"] == json.loads((REPO / "configs/default-model/vae.json").read_text())["hidden_size"]
+
+
+def test_samples_the_recorded_frames_for_the_recorded_seeds(pipe):
+    """Frames recorded from the shipped model (uint8, two prompts and seeds): renames, refactors and new
+    dependencies must not change what the model draws. After retraining the model on purpose, record again:
+    `pipe(prompt, generator=torch.Generator().manual_seed(seed), output_type="uint8").frames[0]` per prompt,
+    saved with np.savez_compressed(prompts=..., seeds=..., frames=...)."""
+    recorded = np.load(Path(__file__).parent / "data" / "default_model_frames.npz")
+    for prompt, seed, expected in zip(recorded["prompts"], recorded["seeds"], recorded["frames"]):
+        frames = pipe(str(prompt), generator=torch.Generator().manual_seed(int(seed)), output_type="uint8").frames[0]
+        frames = np.asarray(frames)
+        diff = np.abs(frames.astype(int) - expected.astype(int))
+        assert frames.shape == expected.shape and diff.max() == 0, f"{prompt!r}: {np.count_nonzero(diff)} values differ"
 
 
 def test_training_script_holds_out_the_combinations_adherence_reports():

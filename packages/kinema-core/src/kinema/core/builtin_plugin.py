@@ -40,5 +40,8 @@ def doctor_command() -> None:
 
 @hookimpl
 def register_commands(cli):
-    cli.add_command(plugins_command)
-    cli.add_command(doctor_command)
+    # lazily, like every kinema package (this module is light, but the registered help must match the command's)
+    cli.add_lazy_command("plugins", "kinema.core.builtin_plugin:plugins_command",
+                         "List installed plugins: name, distribution, version and hooks.")
+    cli.add_lazy_command("doctor", "kinema.core.builtin_plugin:doctor_command",
+                         "Report the torch build, devices, attention kernels and optional dependencies.")

@@ -1,4 +1,9 @@
-"""The ``kinema`` command-line root. Subcommands come from plugins' ``register_commands`` hook."""
+"""The ``kinema`` command-line root. Subcommands come from plugins' ``register_commands`` hook.
+
+Plugins register their commands lazily (``cli.add_lazy_command(name, "module:attribute", help)``): the root
+lists names and one-line helps without importing the commands' modules, so ``kinema --help`` and a typo answer
+at once; a command's module loads when that command runs.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,50 @@ import warnings
 import click
 
 from .errors import KinemaError
+from .lazy import Lazy
 from .plugins import get_plugins
 
 
 class KinemaGroup(click.Group):
-    """Turns user-facing errors into one-line messages instead of tracebacks."""
+    """Loads lazily registered commands when chosen; turns user-facing errors into one-line messages."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, tuple[Lazy, str]] = {}  # name -> (where the command is, one-line help)
+
+    def add_lazy_command(self, name: str, target: str, short_help: str) -> None:
+        """Register ``name`` as the click command at ``target`` ("module:attribute"), imported when run."""
+        self.lazy_commands[name] = (Lazy(target), short_help)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            target = self.lazy_commands[cmd_name][0]
+            try:
+                command = target.load()
+            except ImportError as exc:
+                raise click.ClickException(
+                    f"the {cmd_name!r} command cannot load ({exc}); install what it needs") from None
+            if not isinstance(command, click.Command):
+                raise click.ClickException(f"the {cmd_name!r} command's target {target.target} is not a click command")
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # one-line helps of lazy commands come from their registration, so listing them imports nothing
+        limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                if not self.commands[name].hidden:
+                    rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                rows.append((name, click.Command(name, help=self.lazy_commands[name][1]).get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:

@@ -3,7 +3,9 @@
 Every hook hands the plugin a ``register`` callback, so one plugin can contribute
 any number of components. ``register(name, obj, **info)`` adds ``obj`` under
 ``name`` to the registry of that kind; ``info`` is free-form metadata shown by
-``kinema plugins``.
+``kinema plugins``. Register ``kinema.core.Lazy("my_package.kernels:my_backend")`` instead of the
+object to keep discovery import-light: the module is imported when the component is first used.
+A plugin module should import nothing heavy at its top (no torch, diffusers, transformers, pandas).
 
 A plugin is a module (or object) listed under the ``kinema`` entry-point group:
 
@@ -60,4 +62,8 @@ def register_captioners(register):
 
 @hookspec
 def register_commands(cli):
-    """Add click commands or groups to the ``kinema`` CLI root: ``cli.add_command(...)``."""
+    """Add click commands or groups to the ``kinema`` CLI root.
+
+    ``cli.add_lazy_command("name", "my_package.cli:command", "One-line help.")`` imports the command's module only
+    when it runs (preferred); ``cli.add_command(command)`` adds an already imported click command.
+    """

@@ -1,11 +1,15 @@
-"""One registry per component kind, filled through the plugin hooks and looked up by name."""
+"""One registry per component kind, filled through the plugin hooks and looked up by name.
+
+A plugin may register a component as ``Lazy("module:attribute")``: its name is known at once and its module is
+imported the first time the entry's ``obj`` is used, so listing names imports nothing heavy.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DuplicateNameError, KinemaError, UnknownNameError
+from .lazy import Lazy
 from .plugins import get_plugins
 
 # kind -> hook that fills it
@@ -20,13 +24,35 @@ KINDS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
 class Entry:
-    kind: str
-    name: str
-    obj: Any
-    distribution: str
-    info: dict = field(default_factory=dict)
+    """One registered component; ``obj`` imports a ``Lazy`` registration on first use."""
+
+    def __init__(self, kind: str, name: str, obj: Any, distribution: str, info: dict | None = None):
+        self.kind, self.name, self.distribution = kind, name, distribution
+        self.info = dict(info or {})
+        self._obj = obj
+
+    @property
+    def module(self) -> str:
+        """The module that defines the component, known without importing it."""
+        if isinstance(self._obj, Lazy):
+            return self._obj.module
+        return getattr(self._obj, "__module__", "") or ""
+
+    @property
+    def obj(self) -> Any:
+        if isinstance(self._obj, Lazy):
+            try:
+                self._obj = self._obj.load()
+            except ImportError as exc:
+                raise KinemaError(
+                    f"{self.kind.replace('_', ' ')} {self.name!r} (from {self.distribution}) cannot load: {exc}; "
+                    f"install what it needs"
+                ) from exc
+        return self._obj
+
+    def __repr__(self) -> str:
+        return f"Entry({self.kind!r}, {self.name!r}, from {self.distribution!r})"
 
 
 class Registry:

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from kinema.core import KinemaError
-
-from .aspect import closest_ratio, get_table
+from kinema.core.aspect import closest_ratio, get_table
 
 BucketId = tuple[str, int, str]  # (resolution, num_frames, aspect key)
 

@@ -64,27 +64,25 @@ def _cuda_module_available(module: str, pip_name: str) -> tuple[bool, str]:
 HALF = frozenset({torch.float16, torch.bfloat16})
 ALL_FLOATS = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
-BUILTIN_BACKENDS = [
-    AttentionBackend(
-        "sdpa", sdpa_attention, supports_context_parallel=True,
-        description="torch.nn.functional.scaled_dot_product_attention (picks flash/mem-efficient/math kernels itself)",
-    ),
-    AttentionBackend(
-        "math", math_attention, supports_context_parallel=True,
-        description="explicit softmax(q k^T) v with the softmax in fp32: the reference",
-    ),
-    AttentionBackend(
-        "flash_attn", flash_attn_attention, devices=frozenset({"cuda"}), dtypes=HALF,
-        supports_mask=False, supports_context_parallel=True,
-        availability=lambda: _cuda_module_available("flash_attn", "flash-attn"),
-        description="FlashAttention-2 (CUDA, fp16/bf16, no masks)",
-    ),
-    AttentionBackend(
-        "xformers", xformers_attention, devices=frozenset({"cuda"}), dtypes=ALL_FLOATS,
-        availability=lambda: _cuda_module_available("xformers", "xformers"),
-        description="xformers memory_efficient_attention (CUDA)",
-    ),
-]
+SDPA = AttentionBackend(
+    "sdpa", sdpa_attention, supports_context_parallel=True,
+    description="torch.nn.functional.scaled_dot_product_attention (picks flash/mem-efficient/math kernels itself)",
+)
+MATH = AttentionBackend(
+    "math", math_attention, supports_context_parallel=True,
+    description="explicit softmax(q k^T) v with the softmax in fp32: the reference",
+)
+FLASH_ATTN = AttentionBackend(
+    "flash_attn", flash_attn_attention, devices=frozenset({"cuda"}), dtypes=HALF,
+    supports_mask=False, supports_context_parallel=True,
+    availability=lambda: _cuda_module_available("flash_attn", "flash-attn"),
+    description="FlashAttention-2 (CUDA, fp16/bf16, no masks)",
+)
+XFORMERS = AttentionBackend(
+    "xformers", xformers_attention, devices=frozenset({"cuda"}), dtypes=ALL_FLOATS,
+    availability=lambda: _cuda_module_available("xformers", "xformers"),
+    description="xformers memory_efficient_attention (CUDA)",
+)
 
 
 def resolve_backend(name: str) -> AttentionBackend:

@@ -130,6 +130,3 @@ class DiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
 
 def DiT_XL_2(**kwargs) -> DiT:
     return DiT(**{"depth": 28, "hidden_size": 1152, "patch_size": (1, 2, 2), "num_heads": 16, **kwargs})
-
-
-FLAVOURS = {"DiT-XL/2": DiT_XL_2}

@@ -388,6 +388,3 @@ class LatteT2V(ModelMixin, ConfigMixin):
 def LatteT2V_XL_122(**kwargs) -> LatteT2V:
     return LatteT2V(**{"num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72, "patch_size": 2,
                        "in_channels": 4, "out_channels": 8, "caption_channels": 4096, **kwargs})
-
-
-FLAVOURS = {"LatteT2V-XL/122": LatteT2V_XL_122}

@@ -162,6 +162,3 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin):
 
 def PixArt_XL_2(**kwargs) -> PixArt:
     return PixArt(**{"depth": 28, "hidden_size": 1152, "patch_size": 2, "num_heads": 16, **kwargs})
-
-
-FLAVOURS = {"PixArt-XL/2": PixArt_XL_2}

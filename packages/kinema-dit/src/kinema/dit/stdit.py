@@ -206,6 +206,3 @@ class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
 
 def STDiT_XL_2(**kwargs) -> STDiT:
     return STDiT(**{"depth": 28, "hidden_size": 1152, "patch_size": (1, 2, 2), "num_heads": 16, **kwargs})
-
-
-FLAVOURS = {"STDiT-XL/2": STDiT_XL_2}

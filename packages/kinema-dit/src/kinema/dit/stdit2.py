@@ -249,6 +249,3 @@ def STDiT2_XL_2(**kwargs) -> STDiT2:
     defaults = {"depth": 28, "hidden_size": 1152, "patch_size": (1, 2, 2), "num_heads": 16,
                 "qk_norm": True, "input_sq_size": 512, "model_max_length": 200}
     return STDiT2(**{**defaults, **kwargs})
-
-
-FLAVOURS = {"STDiT2-XL/2": STDiT2_XL_2}

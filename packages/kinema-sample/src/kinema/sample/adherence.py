@@ -1,5 +1,6 @@
-"""Prompt adherence: sample N prompts of the synthetic vocabulary, read the videos back with kinema-data's
-analyser (colour, shape, direction from pixels) and count how often they match the prompt.
+"""Prompt adherence: sample N prompts of the synthetic vocabulary, read the videos back with the shapes
+analyser of ``kinema.core.shapes`` (colour, shape, direction from pixels) and count how often they match the
+prompt.
 
     kinema eval adherence                              # the built-in default model, 100 prompts
     kinema eval adherence --model DIR -n 40 --seed 1 --holdout-only --csv adherence.csv
@@ -57,7 +58,7 @@ def make_prompts(n: int, seed: int = 0, held_out=HELD_OUT, holdout_only: bool = 
     """``n`` prompts: a quarter (all when ``holdout_only``) cycle through the held-out combinations, the
     rest draw seen ones. ``phrasing``: ``short`` ("a red circle moving right") or ``caption`` (the
     synthetic set's own caption templates, with speed and size words)."""
-    from kinema.data.synthetic import COLOURS, DIRECTIONS, SHAPES, caption, parse_combinations, random_spec
+    from kinema.core.shapes import COLOURS, DIRECTIONS, SHAPES, caption, parse_combinations, random_spec
 
     if phrasing not in PHRASINGS:
         raise KinemaError(f"unknown phrasing {phrasing!r}; choose {', '.join(PHRASINGS)}")
@@ -84,7 +85,7 @@ def make_prompts(n: int, seed: int = 0, held_out=HELD_OUT, holdout_only: bool = 
 
 def score_videos(cases: list[PromptCase], videos) -> list[dict]:
     """One row per prompt: the asked and the analysed attributes, and whether each matches."""
-    from kinema.data.synthetic import analyse
+    from kinema.core.shapes import analyse
 
     rows = []
     for case, frames in zip(cases, videos):

@@ -46,7 +46,7 @@ def _registered_modules() -> set[str]:
     modules = set()
     for kind in ("model", "vae", "scheduler", "text_encoder"):
         for entry in get_registry(kind).entries():
-            modules.add(getattr(entry.obj, "__module__", "") or "")
+            modules.add(entry.module)  # known without importing every registered component
     return modules
 
 

@@ -1,37 +1,48 @@
-"""kinema-sample's plugin: schedulers, text encoders and the `kinema sample` command, through the kinema hooks."""
+"""kinema-sample's plugin: schedulers, text encoders and the `kinema sample`, `eval` and `demo` commands.
+
+Registered by name (``Lazy``): discovery imports neither torch, diffusers nor transformers.
+"""
 
 from __future__ import annotations
 
-from kinema.core import hookimpl
+from kinema.core import Lazy, hookimpl
 
+# registry name -> scheduler class; a config or the CLI picks one by name
+SCHEDULERS = {
+    "iddpm": "kinema.sample.schedulers.iddpm:IDDPMScheduler",
+    "ddim": "kinema.sample.schedulers.diffusers_wrappers:DDIMSampler",
+    "dpm-solver": "kinema.sample.schedulers.diffusers_wrappers:DPMSolverSampler",
+    "rflow": "kinema.sample.schedulers.rflow:RectifiedFlowScheduler",
+}
 
-def _summary(obj) -> str:
-    doc = (obj.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+# registry name -> text encoder factory
+TEXT_ENCODERS = {
+    "t5": "kinema.sample.text_encoders.hf:t5",
+    "clip": "kinema.sample.text_encoders.hf:clip",
+    "minilm": "kinema.sample.text_encoders.hf:minilm",
+    "tiny-t5": "kinema.sample.text_encoders.hf:tiny_t5",
+    "classes": "kinema.sample.text_encoders.labels:ClassLabelEncoder",
+    "unconditional": "kinema.sample.text_encoders.labels:UnconditionalEncoder",
+}
 
 
 @hookimpl
 def register_schedulers(register):
-    from .schedulers import SCHEDULERS
-
-    for name, cls in SCHEDULERS.items():
-        register(name, cls, description=_summary(cls))
+    for name, target in SCHEDULERS.items():
+        register(name, Lazy(target))
 
 
 @hookimpl
 def register_text_encoders(register):
-    from .text_encoders import TEXT_ENCODERS
-
-    for name, factory in TEXT_ENCODERS.items():
-        register(name, factory, description=_summary(factory))
+    for name, target in TEXT_ENCODERS.items():
+        register(name, Lazy(target))
 
 
 @hookimpl
 def register_commands(cli):
-    from .adherence import eval_group
-    from .cli import sample_command
-    from .demo import demo_command
-
-    cli.add_command(sample_command)
-    cli.add_command(demo_command)
-    cli.add_command(eval_group)
+    cli.add_lazy_command("sample", "kinema.sample.cli:sample_command",
+                         "Generate videos from text (and reference images/videos) with a pipeline folder.")
+    cli.add_lazy_command("eval", "kinema.sample.adherence:eval_group", "Evaluate generators.")
+    cli.add_lazy_command("demo", "kinema.sample.demo:demo_command",
+                         "Serve a local web page to generate videos and images with a pipeline "
+                         "(needs kinema-sample[demo]).")

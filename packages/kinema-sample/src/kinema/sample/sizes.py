@@ -7,7 +7,7 @@ or as the table key height/width (``0.56``).
 from __future__ import annotations
 
 from kinema.core import KinemaError
-from kinema.data.aspect import ASPECT_RATIOS
+from kinema.core.aspect import ASPECT_RATIOS
 
 DEFAULT_ASPECT_RATIO = "9:16"
 

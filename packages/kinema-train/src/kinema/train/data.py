@@ -47,8 +47,9 @@ class InMemoryClips(torch.utils.data.Dataset):
 
 
 def synthetic_items(cfg: DataConfig, seed: int) -> list[dict]:
+    from kinema.core.shapes import FPS
     from kinema.core.video import to_float
-    from kinema.data.synthetic import FPS, make_dataset
+    from kinema.data.synthetic import make_dataset
 
     height, width = cfg.image_size
     table, clips = make_dataset(cfg.num_samples + cfg.holdout, seed=seed, num_frames=cfg.num_frames,

@@ -1,4 +1,4 @@
-"""kinema-train's plugin: the `kinema train` and `kinema train-export` commands."""
+"""kinema-train's plugin: the `kinema train` and `kinema train-export` commands (imported when run)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from kinema.core import hookimpl
 
 @hookimpl
 def register_commands(cli):
-    from .cli import export_command, train_command
-
-    cli.add_command(train_command)
-    cli.add_command(export_command)
+    cli.add_lazy_command("train", "kinema.train.cli:train_command",
+                         "Train a model from CONFIG (YAML), with key.sub=value overrides.")
+    cli.add_lazy_command("train-export", "kinema.train.cli:export_command",
+                         "Write a training CHECKPOINT (a step-* folder) as a pipeline folder that "
+                         "`kinema sample --model` loads.")

@@ -9,13 +9,6 @@ from .diffusers_wrappers import DDIMSampler, DPMSolverSampler
 from .iddpm import IDDPMScheduler, space_timesteps
 from .rflow import RectifiedFlowScheduler
 
-# registry name -> class; a config or the CLI picks one by name
-SCHEDULERS = {
-    "iddpm": IDDPMScheduler,
-    "ddim": DDIMSampler,
-    "dpm-solver": DPMSolverSampler,
-    "rflow": RectifiedFlowScheduler,
-}
 
 __all__ = [
     "DDIMSampler",
@@ -25,7 +18,6 @@ __all__ = [
     "IDDPMScheduler",
     "KinemaScheduler",
     "RectifiedFlowScheduler",
-    "SCHEDULERS",
     "guided",
     "mean_flat",
     "space_timesteps",

@@ -8,14 +8,6 @@ from .base import HFTextEncoder, TextEmbedding, check_prompts
 from .hf import T5_MAX_LENGTH, clip, minilm, t5, tiny_t5, tiny_t5_parts
 from .labels import ClassLabelEncoder, UnconditionalEncoder
 
-TEXT_ENCODERS = {
-    "t5": t5,
-    "clip": clip,
-    "minilm": minilm,
-    "tiny-t5": tiny_t5,
-    "classes": ClassLabelEncoder,
-    "unconditional": UnconditionalEncoder,
-}
 
 
 def as_text_encoder(text_encoder, tokenizer=None, max_length: int | None = None):
@@ -33,7 +25,6 @@ __all__ = [
     "ClassLabelEncoder",
     "HFTextEncoder",
     "T5_MAX_LENGTH",
-    "TEXT_ENCODERS",
     "TextEmbedding",
     "UnconditionalEncoder",
     "as_text_encoder",

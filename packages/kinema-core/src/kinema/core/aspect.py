@@ -6,7 +6,7 @@ PixArt's shorter keys). ``closest_ratio`` picks the key nearest to a video's H /
 
 from __future__ import annotations
 
-from kinema.core import KinemaError
+from .errors import KinemaError
 
 _KEYS = ("0.38", "0.43", "0.48", "0.50", "0.53", "0.54", "0.56", "0.62", "0.67", "0.75", "1.00", "1.33", "1.50",
          "1.78", "1.89", "2.00", "2.08")
