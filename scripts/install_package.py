@@ -12,6 +12,7 @@ an index it can only find them as wheels. So this builds a wheel of every packag
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ def build_wheelhouse() -> Path:
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     for old in WHEELHOUSE.glob("kinema_*.whl"):
         old.unlink()
+    for name in ours():
+        # setuptools reuses build/lib between builds and would pack modules since deleted or renamed in src/
+        shutil.rmtree(PACKAGES / name / "build", ignore_errors=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(WHEELHOUSE),
                     *[str(PACKAGES / name) for name in ours()]], check=True)
     return WHEELHOUSE
