@@ -5,6 +5,7 @@ Each nox session runs this file next to its own package's tests, so it checks ev
 """
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -100,7 +101,7 @@ def test_a_lazy_command_that_cannot_import_is_a_one_line_error(plugin_path):
             cli.add_lazy_command("needs-missing", "no_such_module_anywhere:command", "Needs a missing module.")
     """)
     done = subprocess.run([sys.executable, "-m", "kinema.core.cli", "needs-missing"], capture_output=True, text=True,
-                          timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(plugin_path)})
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(plugin_path)})
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "'needs-missing' command cannot load" in done.stderr and "no_such_module_anywhere" in done.stderr

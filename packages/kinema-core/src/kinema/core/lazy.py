@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from dataclasses import dataclass
 
 from .errors import KinemaError
@@ -45,11 +46,10 @@ def lazy_exports(package: str, exports: dict[str, str]):
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(exports[name], package), name)
-        globals_of_package = importlib.import_module(package).__dict__
-        globals_of_package[name] = value  # later accesses skip this function
+        setattr(sys.modules[package], name, value)  # later accesses skip this function
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(exports) | set(importlib.import_module(package).__dict__))
+        return sorted(set(exports) | set(vars(sys.modules[package])))
 
     return __getattr__, __dir__
