@@ -181,9 +181,9 @@ def test_math_backend_matches_sdpa():
         torch.testing.assert_close(tiny(attention="math")(x, t, y), tiny()(x, t, y), rtol=1e-5, atol=1e-5)
 
 
-def test_set_attention_backend_and_unknown_name():
+def test_use_attention_backend_and_unknown_name():
     model = tiny()
-    model.set_attention_backend("math")
+    model.use_attention_backend("math")
     assert model.config.attention == "math" and model.temporal_transformer_blocks[1].attn1.backend == "math"
     with pytest.raises(KinemaError, match="sdpa"):
         tiny(attention="no-such-kernel")

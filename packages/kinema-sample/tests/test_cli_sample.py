@@ -90,7 +90,7 @@ def test_one_frame_writes_a_png(model, tmp_path):
         (["a cat", "--model", "nowhere"], "no pipeline at 'nowhere'"),
         (["a cat", "--model", "{model}", "--resolution", "999p"], "valid: 144p, 240p"),
         (["a cat", "--model", "{model}", "--aspect-ratio", "5:7", "--resolution", "240p"], "valid height/width"),
-        (["a cat", "--model", "{model}", "--scheduler", "euler"], "available: ddim, dpm-solver, iddpm, rflow"),
+        (["a cat", "--model", "{model}", "--scheduler", "eulr"], "available: ddim, ddpm, dpm-solver, euler"),
         (["a cat", "--model", "{model}", "--mask-strategy", "0,0,x", "--reference", "r.png"], "does not exist"),
         (["a cat", "--model", "{model}", "-o", "x.avi"], "use one of .mp4, .webp, .gif"),
     ],

@@ -1,7 +1,8 @@
 import torch
 from tiny import tiny_config
 
-from kinema.sample.pipeline_folder import load_component, read_index
+from kinema.sample.pipeline import KinemaVideoPipeline
+from kinema.sample.pipeline_folder import read_index
 from kinema.train.export import export_pipeline
 from kinema.train.trainer import Trainer
 
@@ -11,8 +12,12 @@ def test_export_writes_ema_weights_into_a_pipeline_folder(tmp_path):
     trainer.train()
     out = export_pipeline(tmp_path / "run" / "step-000000003", tmp_path / "pipe")
     index = read_index(out)
-    assert index["transformer"] == ["kinema.dit.stdit2", "STDiT2"] and index["scheduler"][1] == "IDDPMScheduler"
-    model = load_component(out, "transformer", *index["transformer"])
+    # IDDPM-trained: sampled by diffusers' DDPM with the learned-range variance
+    assert index["transformer"] == ["kinema.dit.stdit2", "STDiT2"] and index["scheduler"][1] == "DDPMScheduler"
+    assert index["prediction_type"] == "epsilon" and index["defaults"]["num_inference_steps"] == 100
+    pipe = KinemaVideoPipeline.from_pretrained(out)
+    assert pipe.scheduler.config.variance_type == "learned_range"
+    model = pipe.transformer
     ema = trainer.dense_ema()
     params = dict(model.named_parameters())
     assert set(ema) <= set(params)
@@ -31,9 +36,14 @@ def test_export_can_name_the_text_encoder_and_set_sampling_defaults(tmp_path):
     out = export_pipeline(tmp_path / "run" / "step-000000001", tmp_path / "pipe", text_encoder_by_name=True,
                           defaults={"num_frames": 4, "height": 16, "width": 16, "fps": 8})
     index = json.loads((out / "model_index.json").read_text())
-    assert index["_kinema_text_encoder"] == {"name": "tiny-t5", "kwargs": {"max_length": 16, "hidden_size": 32}}
-    assert index["text_encoder"] == [None, None] and not (out / "text_encoder").exists()
-    assert (index["_kinema_defaults"]["num_frames"], index["_kinema_defaults"]["height"]) == (4, 16)
+    assert index["text_encoder"] == ["kinema.sample.text_encoders.registered", "RegisteredTextEncoder"]
+    encoder_config = json.loads((out / "text_encoder" / "config.json").read_text())
+    assert (encoder_config["name"], encoder_config["options"]) == ("tiny-t5", {"max_length": 16, "hidden_size": 32})
+    assert not list((out / "text_encoder").glob("*.safetensors"))  # the weights stay in their own package
+    assert index["tokenizer"] == [None, None]
+    assert (index["defaults"]["num_frames"], index["defaults"]["height"]) == (4, 16)
+    pipe = KinemaVideoPipeline.from_pretrained(out)
+    assert pipe.text_encoder.max_length == 16
     try:
         export_pipeline(tmp_path / "run" / "step-000000001", tmp_path / "bad", defaults={"frames": 4})
     except KinemaError as exc:

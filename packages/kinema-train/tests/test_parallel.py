@@ -45,3 +45,19 @@ def test_same_loss_and_gradients_as_one_process(results, model, layout):
         assert r["local_batch"] == expected_local
         if layout == "dp_zero":
             assert r["max_weight_err"] < TOL
+        if layout in ("tp", "sp"):  # the dense, upstream-named layout survives sharding
+            assert r["state_keys_match"]
+            assert r["dense_weight_err"] == 0.0 and r["local_roundtrip_err"] == 0.0
+        if layout == "tp":
+            assert "1 attention heads cannot be split over 2 tensor-parallel ranks" in r["indivisible_heads_error"]
+
+
+@pytest.mark.parametrize("model", ["STDiT", "STDiT2"])
+def test_sequence_parallel_refuses_a_backend_without_context_parallel_support(results, model):
+    for rank in (0, 1):
+        assert results[f"{model}-sp.rank{rank}.json"]["temporal_attention"] == ["SequenceParallelAttention"]
+        r = results[f"{model}-sp.rank{rank}.json"]["sp_refusals"]
+        assert r["switch_left_model_unchanged"]
+        for message in (r["switch"], r["apply"]):
+            assert message is not None and "'no-context-parallel'" in message and "context parallel" in message
+            assert "sdpa" in message and "\n" not in message

@@ -6,6 +6,7 @@ from kinema.core import KinemaError
 from kinema.core.video import write_video
 
 from kinema.sample.pipeline import KinemaVideoPipeline
+from kinema.sample.schedulers import IDDPMScheduler
 from kinema.sample.testing import make_tiny_pipeline, tiny_stdit2, tiny_vae
 from kinema.sample.text_encoders import ClassLabelEncoder, UnconditionalEncoder
 
@@ -58,7 +59,7 @@ def test_image_to_video_from_a_png_file(pipe, tmp_path):
     path = tmp_path / "ref.png"
     write_video(path, ((image[None].permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8), fps=1)
     recon = _reconstruction(pipe, image[:, None])[0].clamp(-1, 1)
-    first = pipe("a cat", reference=str(path), generator=_gen(), **FAST).frames[0, 0] * 2 - 1
+    first = pipe("a cat", reference=str(path), generator=_gen(), output_type="pt", **FAST).frames[0, 0] * 2 - 1
     assert (first - recon[:, 0]).abs().mean() < 0.02  # 8-bit PNG rounding only
 
 
@@ -113,9 +114,10 @@ def test_class_conditional_and_unconditional_models(tmp_path, encoder):
     else:
         text_encoder, prompts = UnconditionalEncoder(hidden_size=12), ["", ""]
     pipe = KinemaVideoPipeline(transformer=tiny_stdit2(caption_channels=12, model_max_length=1), vae=tiny_vae(),
-                            text_encoder=text_encoder, defaults={"height": 32, "width": 32, "num_frames": 2})
+                               scheduler=IDDPMScheduler().sampler(), text_encoder=text_encoder,
+                               defaults={"height": 32, "width": 32, "num_frames": 2})
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(prompts, generator=_gen(), **FAST).frames
+    out = pipe(prompts, generator=_gen(), output_type="pt", **FAST).frames
     assert out.shape == (2, 2, 3, 32, 32)
     pipe.save_pretrained(tmp_path / encoder)
     back = KinemaVideoPipeline.from_pretrained(tmp_path / encoder)

@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from scheduler_toy import alphas_cumprod_1000
+from scheduler_toy import alphas_cumprod_1000, oracle_pipeline, sample
 
-from kinema.sample.schedulers import Guidance, IDDPMScheduler, space_timesteps
-from kinema.sample.schedulers.iddpm import DiffusionTables, linear_betas, respaced_betas
+from kinema.sample.schedulers import IDDPMScheduler
+from kinema.sample.schedulers.iddpm import linear_betas
 
 
 def _video(b=2, c=4, t=3, h=2, w=2, seed=0):
@@ -31,28 +31,38 @@ def test_linear_betas_are_open_soras():
     assert betas.dtype == torch.float64
 
 
-def test_respacing_to_100_steps_gives_upstream_timesteps():
-    kept = space_timesteps(1000, "100")
-    assert len(kept) == 100
+def test_sampler_visits_upstreams_respaced_timesteps():
+    """Open-Sora's IDDPM "100" respacing keeps round(i * 999 / 99); diffusers' linspace spacing is the same."""
+    sampler = IDDPMScheduler().sampler()
+    sampler.set_timesteps(100)
+    kept = sorted(sampler.timesteps.tolist())
     assert kept[:12] == [0, 10, 20, 30, 40, 50, 61, 71, 81, 91, 101, 111]
     assert kept[-3:] == [979, 989, 999]
     assert kept == [round(i * 999 / 99) for i in range(100)]
-    assert IDDPMScheduler().inference_timesteps(100) == kept
+    assert sampler.config.variance_type == "learned_range" and not sampler.config.clip_sample
 
 
-def test_respacing_variants():
-    assert space_timesteps(1000, "ddim50") == list(range(0, 1000, 20))
-    assert space_timesteps(1000, "250")[:4] == [0, 4, 8, 12]
-    assert len(space_timesteps(10, "2,3")) == 5
-    with pytest.raises(ValueError, match="cannot take"):
-        space_timesteps(10, "20")
-
-
-def test_respaced_chain_keeps_alpha_bar_at_kept_steps():
-    betas = linear_betas(1000)
-    kept = space_timesteps(1000, "25")
-    respaced = DiffusionTables(respaced_betas(betas, kept)).alphas_cumprod
-    torch.testing.assert_close(respaced, torch.cumprod(1 - betas, 0)[kept])
+def test_one_sampler_step_is_the_respaced_posterior_with_learned_variance():
+    """diffusers' DDPM step on the respaced chain = IDDPM's p(x_prev | x_t) written from the formulas."""
+    sampler = IDDPMScheduler().sampler()
+    sampler.set_timesteps(10)
+    t, t_prev = sampler.timesteps[3].item(), sampler.timesteps[4].item()
+    ac = alphas_cumprod_1000()
+    a_t, a_prev = ac[t].item(), ac[t_prev].item()
+    beta = 1 - a_t / a_prev  # the respaced chain's beta for this step
+    x, eps = _video(b=1, seed=21), _video(b=1, seed=22)
+    v = torch.full_like(eps, 0.3)
+    noise = _video(b=1, seed=23)
+    x0 = (x.double() - math.sqrt(1 - a_t) * eps.double()) / math.sqrt(a_t)
+    mean = math.sqrt(a_prev) * beta / (1 - a_t) * x0 + math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t) * x.double()
+    posterior = beta * (1 - a_prev) / (1 - a_t)
+    frac = (0.3 + 1) / 2
+    std = math.exp(0.5 * (frac * math.log(beta) + (1 - frac) * math.log(posterior)))
+    g = torch.Generator().manual_seed(5)
+    out = sampler.step(torch.cat([eps, v], dim=1), sampler.timesteps[3], x, generator=g).prev_sample
+    drawn = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out.double(), mean + std * drawn.double(), rtol=1e-5, atol=1e-5)
+    assert noise.shape == out.shape
 
 
 # ---------------------------------------------------------------- hybrid loss
@@ -111,8 +121,8 @@ class _Linear(torch.nn.Module):
         self.v_scale = torch.nn.Parameter(torch.tensor(0.1))
         self.seen = {}
 
-    def forward(self, x, t, **kwargs):
-        self.seen = kwargs
+    def forward(self, x, t, frame_mask=None):
+        self.seen = {"frame_mask": frame_mask}
         return torch.cat([self.eps_scale * x, torch.tanh(self.v_scale * x)], dim=1)
 
 
@@ -134,18 +144,18 @@ def test_masked_training_noises_given_frames_at_t0_and_excludes_them():
     mask = torch.tensor([[True, False, True], [False, True, True]])
     seen_inputs = []
 
-    def fn(x, t, **kwargs):
+    def fn(x, t, frame_mask):
         seen_inputs.append(x)
-        return model(x, t, **kwargs)
+        return model(x, t, frame_mask)
 
     out = s.training_losses(fn, x0, t, mask=mask, noise=eps)
-    assert torch.equal(model.seen["x_mask"], mask)
+    assert torch.equal(model.seen["frame_mask"], mask)
     x_in = seen_inputs[0]
     torch.testing.assert_close(x_in[0, :, 1], s.add_noise(x0, eps, torch.tensor([0, 0]))[0, :, 1])
     torch.testing.assert_close(x_in[0, :, 0], s.add_noise(x0, eps, t)[0, :, 0])
     # the loss only averages trained frames: an arbitrary prediction on a given frame changes nothing
-    def corrupt_given(x, t, **kwargs):
-        o = model(x, t, **kwargs)
+    def corrupt_given(x, t, frame_mask):
+        o = model(x, t, frame_mask)
         return torch.where(~mask[:, None, :, None, None], o + 5.0, o)
 
     out2 = s.training_losses(corrupt_given, x0, t, mask=mask, noise=eps)
@@ -154,56 +164,32 @@ def test_masked_training_noises_given_frames_at_t0_and_excludes_them():
     assert out["mse"][0].item() == pytest.approx(manual.item(), rel=1e-5)
 
 
-# ---------------------------------------------------------------- sampling
+# ---------------------------------------------------------------- sampling through the pipeline's loop
+
+
+def _zero_eps(x, t):
+    return torch.zeros(x.shape[0], 2 * x.shape[1], *x.shape[2:])
 
 
 def test_masked_sampling_holds_reference_frames():
-    s = IDDPMScheduler()
+    pipe = oracle_pipeline(_zero_eps, IDDPMScheduler().sampler())
     ref = _video(b=1, t=4, seed=11)
     mask = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
-    masks_seen, frame0_seen = [], []
-
-    def model(x, t, x_mask=None, **_):
-        masks_seen.append(x_mask.clone())
-        frame0_seen.append(x[:, :, 0].clone())
-        return torch.zeros(x.shape[0], 8, *x.shape[2:])
-
-    out = s.sample(model, ref.clone(), mask=mask, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
-    assert all(m.tolist() == [[False, True, True, True]] for m in masks_seen)
-    for seen in frame0_seen[:-1]:  # held exactly at the reference ...
-        torch.testing.assert_close(seen, ref[:, :, 0])
-    # ... and at the last step re-noised at the t=0 level, then denoised once: stays close
-    assert (out[:, :, 0] - ref[:, :, 0]).abs().max() < 0.05
+    out = sample(pipe, ref.clone(), 10, generator=torch.Generator().manual_seed(0), frame_mask=mask)
+    seen = pipe.transformer.seen
+    assert len(seen) == 10 and all(s["x_mask"].tolist() == [[False, True, True, True]] for s in seen)
+    for s in seen:  # the model always sees the clean reference in the held frame
+        torch.testing.assert_close(s["x"][:, :, 0], ref[:, :, 0])
+    torch.testing.assert_close(out[:, :, 0], ref[:, :, 0])  # and it comes out unchanged
     assert (out[:, :, 1:] - ref[:, :, 1:]).abs().mean() > 0.1
 
 
-def test_edit_ratio_starts_the_frame_at_its_step():
-    s = IDDPMScheduler()
+def test_edit_ratio_starts_the_frame_below_its_noise_level():
+    pipe = oracle_pipeline(_zero_eps, IDDPMScheduler().sampler())
     ref = _video(b=1, t=2, seed=12)
-    masks_seen = []
-
-    def model(x, t, x_mask=None, **_):
-        masks_seen.append(x_mask[0, 0].item())
-        return torch.zeros(x.shape[0], 8, *x.shape[2:])
-
-    s.sample(model, ref.clone(), mask=torch.tensor([[0.4, 1.0]]), num_inference_steps=10)
-    # respaced steps 9..0; frame 0 starts at step int(0.4 * 10) = 4 and is denoised below it
-    assert masks_seen == [False] * 6 + [True] * 4
-
-
-def test_cfg_guides_only_the_first_cfg_channel_channels():
-    s = IDDPMScheduler(cfg_channel=3)
-    calls = []
-
-    def model(x, t, y=None, **_):
-        calls.append(x.shape[0])
-        # output depends on y: cond rows get +1 on every channel
-        return torch.cat([x, x], dim=1) + y.reshape(-1, 1, 1, 1, 1)
-
-    fn = s.guided_model(model, Guidance(scale=7.0, uncond_kwargs={"y": torch.zeros(2)}), channels=4)
-    x = _video(seed=13)
-    out = fn(x, torch.tensor([5, 5]), y=torch.ones(2))
-    assert calls == [4]  # one batched call for both branches
-    base = torch.cat([x, x], dim=1)
-    torch.testing.assert_close(out[:, :3], base[:, :3] + 7.0)  # u + 7 (c - u) = base + 7
-    torch.testing.assert_close(out[:, 3:], base[:, 3:] + 1.0)  # conditional branch, unguided
+    sample(pipe, ref.clone(), 10, frame_mask=torch.tensor([[0.4, 1.0]]))
+    levels = [s["t"][0].item() / 1000 for s in pipe.transformer.seen]
+    active = [s["x_mask"][0, 0].item() for s in pipe.transformer.seen]
+    assert active == [level < 0.4 for level in levels] and 0 < sum(active) < 10
+    first = active.index(True)  # re-noised to its level when it starts: no longer the clean reference
+    assert not torch.allclose(pipe.transformer.seen[first]["x"][:, :, 0], ref[:, :, 0])

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from scheduler_toy import oracle_pipeline, sample
+
 from kinema.sample.schedulers import RectifiedFlowScheduler
 
 
@@ -14,8 +16,11 @@ def test_add_noise_and_velocity_target_match_closed_form():
 
 
 def test_euler_timesteps_and_shift():
-    assert RectifiedFlowScheduler().inference_timesteps(4).tolist() == [1000.0, 750.0, 500.0, 250.0]
-    shifted = RectifiedFlowScheduler(shift=3.0).inference_timesteps(4)
+    """The loop asks flow schedulers for Open-Sora's levels 1 - i/n; the shift bends them."""
+    from kinema.sample.denoising import set_timesteps
+
+    assert set_timesteps(RectifiedFlowScheduler().sampler(), 4, "cpu").tolist() == [1000.0, 750.0, 500.0, 250.0]
+    shifted = set_timesteps(RectifiedFlowScheduler(shift=3.0).sampler(), 4, "cpu")
     s = torch.tensor([1.0, 0.75, 0.5, 0.25])
     torch.testing.assert_close(shifted, 1000 * 3 * s / (1 + 2 * s))
 
@@ -37,8 +42,8 @@ def test_bad_timestep_sampling_is_named():
 
 def test_one_euler_step_of_an_exact_velocity_lands_on_x0():
     x0, eps = torch.randn(1, 4, 2, 2, 2), torch.randn(1, 4, 2, 2, 2)
-    out = RectifiedFlowScheduler().sample(lambda x, t, **_: x0 - eps, eps.clone(), num_inference_steps=1)
-    torch.testing.assert_close(out, x0)
+    pipe = oracle_pipeline(lambda x, t: x0 - eps, RectifiedFlowScheduler().sampler(), "flow")
+    torch.testing.assert_close(sample(pipe, eps.clone(), 1), x0)
 
 
 def test_masked_training_uses_clean_given_frames():
@@ -46,8 +51,8 @@ def test_masked_training_uses_clean_given_frames():
     x0, eps = torch.randn(1, 4, 2, 2, 2), torch.randn(1, 4, 2, 2, 2)
     seen = {}
 
-    def model(x, t, x_mask=None):
-        seen["x"], seen["x_mask"] = x, x_mask
+    def model(x, t, frame_mask):
+        seen["x"], seen["x_mask"] = x, frame_mask
         return torch.zeros_like(x)
 
     out = s.training_losses(model, x0, torch.tensor([500.0]), mask=torch.tensor([[False, True]]), noise=eps)

@@ -98,4 +98,4 @@ def test_registered_names_and_wrapping(t5_dir):
     wrapped = as_text_encoder(T5EncoderModel.from_pretrained(t5_dir), AutoTokenizer.from_pretrained(t5_dir), 10)
     assert wrapped.encode("hi").y.shape == (1, 1, 10, 32)
     labels = ClassLabelEncoder(num_classes=2, hidden_size=4)
-    assert as_text_encoder(labels) is labels
+    assert as_text_encoder(labels, None, 1) is labels

@@ -1,8 +1,9 @@
 """Training datasets over a metadata table (Open-Sora 1.1's VideoTextDataset and VariableVideoTextDataset).
 
 An item is ``{"video": float [C, T, H, W] in [-1, 1], "text", "num_frames", "height", "width",
-"ar", "fps"}``. Frames are taken every ``frame_interval`` from a random start; images give T = 1
-(fps 120, as upstream). ``resize_crop`` resizes so the target is covered, then centre-crops.
+"fps"}`` (the aspect-ratio condition is made from height and width where a model needs it:
+``kinema.dit.contract.size_conditions``). Frames are taken every ``frame_interval`` from a random start;
+images give T = 1 (fps 120, as upstream). ``resize_crop`` resizes so the target is covered, then centre-crops.
 An unreadable file makes the item retry another random index (up to 10 times), as upstream.
 """
 
@@ -93,7 +94,7 @@ class VideoTextDataset(Dataset):
         video = resize_crop(to_float(frames), height, width)
         t = video.shape[1]
         return {"video": video, "text": str(self.table.at[index, "text"]), "num_frames": t, "height": height,
-                "width": width, "ar": width / height, "fps": fps}
+                "width": width, "fps": fps}
 
     def _with_retries(self, index: int, *shape) -> dict:
         last_error = None

@@ -1,4 +1,4 @@
-"""Attention backends shipped with kinema-dit and the dispatcher the models call.
+"""Attention backends shipped with kinema-dit, and how attention modules hold (resolved once) and run them.
 
 ``sdpa`` (default) is torch's scaled_dot_product_attention; ``math`` is the explicit
 reference (softmax in fp32, as the upstream models compute it); ``flash_attn`` and
@@ -90,6 +90,22 @@ def resolve_backend(name: str) -> AttentionBackend:
     return get_registry("attention_backend").get(name)
 
 
+def run_attention(
+    impl: AttentionBackend,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: Optional[torch.Tensor] = None,
+    scale: Optional[float] = None,
+) -> torch.Tensor:
+    """Run a resolved backend, after checking it can run this call (device, dtype, mask)."""
+    reason = impl.unsupported_reason(q.device, q.dtype, attn_mask is not None)
+    if reason is not None:
+        raise KinemaError(f"{reason}; switch with model.use_attention_backend('sdpa') or set attention: sdpa "
+                          "in the model config")
+    return impl.fn(q, k, v, attn_mask=attn_mask, scale=scale)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -98,9 +114,27 @@ def attention(
     attn_mask: Optional[torch.Tensor] = None,
     scale: Optional[float] = None,
 ) -> torch.Tensor:
-    """Run attention with the named backend, after checking it can run this call."""
-    impl = resolve_backend(backend)
-    reason = impl.unsupported_reason(q.device, q.dtype, attn_mask is not None)
-    if reason is not None:
-        raise KinemaError(f"{reason}; choose another backend in the model config (attention: sdpa)")
-    return impl.fn(q, k, v, attn_mask=attn_mask, scale=scale)
+    """Run attention with the named backend (one registry lookup per call: models hold theirs resolved)."""
+    return run_attention(resolve_backend(backend), q, k, v, attn_mask=attn_mask, scale=scale)
+
+
+class ResolvedBackendMixin:
+    """For attention modules: the backend is looked up once, when set, and kept on the module, so a
+    forward touches no registry. ``backend`` reads and sets it by its registered name."""
+
+    @property
+    def backend(self) -> str:
+        return self._backend_name
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        self.set_backend(name)
+
+    def check_backend(self, name: str, impl: AttentionBackend) -> None:
+        """Raise if this module cannot use ``impl``; models check every module before switching any."""
+
+    def set_backend(self, name: str, impl: Optional[AttentionBackend] = None) -> None:
+        """Use the backend registered as ``name`` (``impl``: that backend, already resolved)."""
+        impl = resolve_backend(name) if impl is None else impl
+        self.check_backend(name, impl)
+        self.backend_impl, self._backend_name = impl, name

@@ -19,13 +19,13 @@ from torch import nn
 
 from kinema.core import KinemaError
 
+from .contract import ModelContract, VideoModel
 from .embeddings import CaptionEmbedder, TimestepEmbedder
 from .layers import (
     AttentionBackendMixin,
     PatchEmbed3D,
     T2IFinalLayer,
     caption_mask,
-    check_attention_backend,
     check_caption,
     check_frame_mask,
     init_pixart_weights,
@@ -35,7 +35,7 @@ from .pixart import PixArtBlock
 from .pos_embed import get_1d_sincos_pos_embed, get_2d_sincos_pos_embed
 
 
-class DiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
+class DiT(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
     """forward(x [B, C, T, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L],
     x_mask [B, T]) -> [B, 2C, T, H, W] fp32; ``input_size`` (T, H, W) fixes the position tables."""
 
@@ -61,7 +61,6 @@ class DiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
         attention: str = "sdpa",
     ):
         super().__init__()
-        check_attention_backend(attention)
         input_size, patch_size = tuple(input_size), tuple(patch_size)
         if any(n % p for n, p in zip(input_size, patch_size)):
             raise KinemaError(f"input_size {input_size} must be a multiple of patch_size {patch_size}")
@@ -83,6 +82,15 @@ class DiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
         )
         self.final_layer = T2IFinalLayer(hidden_size, patch_size[0] * patch_size[1] * patch_size[2], self.out_channels)
         init_pixart_weights(self)
+
+    def contract(self) -> ModelContract:
+        c = self.config
+        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+                             patch_size=tuple(c.patch_size), frame_mask=True, caption_dropout=True,
+                             latent_size=tuple(c.input_size))
+
+    def null_caption(self) -> torch.Tensor:
+        return self.y_embedder.y_embedding
 
     def forward(
         self,

@@ -27,7 +27,9 @@ from einops import rearrange
 
 from kinema.core import KinemaError
 
-from .attention import attention, resolve_backend
+from .attention import ResolvedBackendMixin, run_attention
+from .contract import ModelContract, VideoModel
+from .layers import AttentionBackendMixin
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class CaptionProjection(nn.Module):
 # Attention, feed-forward, blocks
 # ----------------------------------------------------------------------------------------------------------------
 
-class Attention(nn.Module):
+class Attention(ResolvedBackendMixin, nn.Module):
     """Multi-head attention with diffusers' parameter names; self-attention when `context` is None."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, context_dim: Optional[int] = None,
@@ -156,7 +158,8 @@ class Attention(nn.Module):
         super().__init__()
         inner = heads * head_dim
         context_dim = dim if context_dim is None else context_dim
-        self.heads, self.backend = heads, backend
+        self.heads = heads
+        self.backend = backend  # resolved here, once: forward calls the backend directly
         self.to_q = nn.Linear(dim, inner, bias=bias)
         self.to_k = nn.Linear(context_dim, inner, bias=bias)
         self.to_v = nn.Linear(context_dim, inner, bias=bias)
@@ -167,7 +170,7 @@ class Attention(nn.Module):
         context = x if context is None else context
         q, k, v = (rearrange(p, "b l (h d) -> b h l d", h=self.heads)
                    for p in (self.to_q(x), self.to_k(context), self.to_v(context)))
-        out = attention(q, k, v, backend=self.backend, attn_mask=None if mask is None else mask[:, None, None, :])
+        out = run_attention(self.backend_impl, q, k, v, attn_mask=None if mask is None else mask[:, None, None, :])
         out = rearrange(out, "b h l d -> b l (h d)")
         return self.to_out[1](self.to_out[0](out))
 
@@ -240,7 +243,7 @@ class TemporalBlock(nn.Module):
 # The model
 # ----------------------------------------------------------------------------------------------------------------
 
-class LatteT2V(ModelMixin, ConfigMixin):
+class LatteT2V(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
     _supports_gradient_checkpointing = True
 
     @register_to_config
@@ -261,7 +264,6 @@ class LatteT2V(ModelMixin, ConfigMixin):
         attention: str = "sdpa",
     ):
         super().__init__()
-        resolve_backend(attention)  # an unknown name fails here, listing the registered ones
         dim = num_attention_heads * attention_head_dim
         self.pos_embed = PatchEmbed(sample_size, patch_size, in_channels, dim)
         self.adaln_single = AdaLayerNormSingle(dim)
@@ -278,12 +280,13 @@ class LatteT2V(ModelMixin, ConfigMixin):
         self.register_buffer("temp_pos_embed", temp_pos[None], persistent=False)
         self.gradient_checkpointing = False
 
-    def set_attention_backend(self, name: str) -> None:
-        resolve_backend(name)
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.backend = name
-        self.register_to_config(attention=name)
+    def contract(self) -> ModelContract:
+        c = self.config
+        return ModelContract(caption_channels=c.caption_channels, caption_length=c.caption_num_tokens,
+                             patch_size=(1, c.patch_size, c.patch_size), image_frames=True,
+                             temporal_attention=True)
+
+    # null_caption: None. Open-Sora-Plan 1.0 has no caption dropout; its sampler guides with the empty prompt.
 
     def temporal_pos_embed(self, num_frames: int) -> torch.Tensor:
         """[1, num_frames, C] with the configured interpolation scale (a prefix of the buffer when shorter)."""

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from kinema.core import KinemaError
+from kinema.core import KinemaError, get_registry
 
-from .attention import attention, resolve_backend
+from .attention import ResolvedBackendMixin, resolve_backend, run_attention
 
 # ---------------------------------------------------------------------------------------------
 # small pieces
@@ -34,16 +34,49 @@ def check_attention_backend(name: str) -> str:
     return name
 
 
+# diffusers' attention backend names -> kinema's, where both name the same computation
+DIFFUSERS_BACKENDS = {"native": "sdpa", "_native_math": "math", "flash": "flash_attn", "xformers": "xformers"}
+
+
 class AttentionBackendMixin:
-    """``use_attention_backend(name)``: switch every attention of the model to another registered backend
-    (diffusers' own ``set_attention_backend`` addresses its processors, not these layers)."""
+    """``use_attention_backend(name)``: switch every attention module of the model to another registered
+    backend. diffusers' ``set_attention_backend`` / ``reset_attention_backend`` map onto it (diffusers' own
+    versions address its attention processors, which these models do not have: they would do nothing)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # ModelMixin comes before this mixin in the models' bases, so its versions would win
+        for name in ("set_attention_backend", "reset_attention_backend"):
+            if name not in cls.__dict__:
+                setattr(cls, name, getattr(AttentionBackendMixin, name))
 
     def use_attention_backend(self, name: str) -> None:
-        check_attention_backend(name)
-        for module in self.modules():
-            if isinstance(module, (Attention, MultiHeadCrossAttention)):
-                module.backend = name
+        impl = resolve_backend(name)  # one lookup; every module keeps the resolved backend
+        modules = [m for m in self.modules() if isinstance(m, ResolvedBackendMixin)]
+        for module in modules:  # a module that refuses it leaves the whole model unchanged
+            module.check_backend(name, impl)
+        for module in modules:
+            module.set_backend(name, impl)
         self.register_to_config(attention=name)
+
+    def set_attention_backend(self, backend: str) -> None:
+        """diffusers' API: its names for the computations kinema has (``native`` -> ``sdpa``, ...) or a
+        kinema backend name."""
+        registry = get_registry("attention_backend")
+        if backend.lower() in DIFFUSERS_BACKENDS:
+            name = DIFFUSERS_BACKENDS[backend.lower()]
+        elif backend in registry:
+            name = backend
+        else:
+            mapped = ", ".join(f"{d} (= {k})" for d, k in DIFFUSERS_BACKENDS.items())
+            raise KinemaError(
+                f"attention backend {backend!r} maps to no kinema backend; set_attention_backend accepts {mapped} "
+                f"or a kinema name ({', '.join(registry.names())}); or call use_attention_backend(<kinema name>)"
+            )
+        self.use_attention_backend(name)
+
+    def reset_attention_backend(self) -> None:
+        self.use_attention_backend("sdpa")
 
 
 class Mlp(nn.Module):
@@ -98,7 +131,7 @@ def layer_norm(hidden_size: int) -> nn.LayerNorm:
 # ---------------------------------------------------------------------------------------------
 
 
-class Attention(nn.Module):
+class Attention(ResolvedBackendMixin, nn.Module):
     """Multi-head self-attention over x [B, N, C], optional RMS QK-norm and rotary embedding.
 
     ``rope_before_norm`` reproduces the Open-Sora 1.1 order (rotate q/k, then RMS-normalise them);
@@ -127,22 +160,23 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
         self.rope_before_norm = rope_before_norm
-        self.backend = backend
+        self.backend = backend  # resolved here, once: forward calls the backend directly
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        B, N, _ = x.shape
+        # heads counted from the shapes: with tensor-parallel linears a rank holds num_heads / tp of them
+        qkv = self.qkv(x).view(B, N, 3, -1, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
         if self.rope is not None and self.rope_before_norm:
             q, k = self.rope(q), self.rope(k)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None and not self.rope_before_norm:
             q, k = self.rope(q), self.rope(k)
-        out = attention(q, k, v, backend=self.backend, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        out = run_attention(self.backend_impl, q, k, v, scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(B, N, -1))
 
 
-class MultiHeadCrossAttention(nn.Module):
+class MultiHeadCrossAttention(ResolvedBackendMixin, nn.Module):
     """Queries x [B, N, C] attend to caption tokens cond [B, L, C].
 
     ``cond_mask`` [B, L] (bool, True = valid token) restricts every sample to its own valid
@@ -158,17 +192,18 @@ class MultiHeadCrossAttention(nn.Module):
         self.q_linear = nn.Linear(dim, dim)
         self.kv_linear = nn.Linear(dim, dim * 2)
         self.proj = nn.Linear(dim, dim)
-        self.backend = backend
+        self.backend = backend  # resolved here, once: forward calls the backend directly
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        B, N, C = x.shape
+        B, N, _ = x.shape
         L = cond.shape[1]
-        q = self.q_linear(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        kv = self.kv_linear(cond).view(B, L, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        # local head count from the shapes, as in Attention
+        q = self.q_linear(x).view(B, N, -1, self.head_dim).transpose(1, 2)
+        kv = self.kv_linear(cond).view(B, L, 2, -1, self.head_dim).permute(2, 0, 3, 1, 4)
         k, v = kv.unbind(0)
         attn_mask = None if cond_mask is None else cond_mask[:, None, None, :]
-        out = attention(q, k, v, backend=self.backend, attn_mask=attn_mask, scale=self.head_dim**-0.5)
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        out = run_attention(self.backend_impl, q, k, v, attn_mask=attn_mask, scale=self.head_dim**-0.5)
+        return self.proj(out.transpose(1, 2).reshape(B, N, -1))
 
 
 def check_caption(y: torch.Tensor, batch_size: int, caption_channels: int) -> None:

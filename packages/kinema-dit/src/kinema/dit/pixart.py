@@ -18,6 +18,7 @@ from torch import nn
 
 from kinema.core import KinemaError
 
+from .contract import ModelContract, VideoModel
 from .embeddings import CaptionEmbedder, TimestepEmbedder
 from .layers import (
     Attention,
@@ -28,7 +29,6 @@ from .layers import (
     PatchEmbed2D,
     T2IFinalLayer,
     caption_mask,
-    check_attention_backend,
     check_caption,
     frame_modulation,
     init_pixart_weights,
@@ -76,8 +76,9 @@ class PixArtBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin):
-    """forward(x [B, C, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L]) -> [B, 2C, H, W] fp32."""
+class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
+    """forward(x [B, C, H, W] or [B, C, 1, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L])
+    -> [B, 2C, H, W] (or [B, 2C, 1, H, W]) fp32."""
 
     _supports_gradient_checkpointing = True
 
@@ -100,7 +101,6 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin):
         attention: str = "sdpa",
     ):
         super().__init__()
-        check_attention_backend(attention)
         if input_size % patch_size:
             raise KinemaError(f"input_size {input_size} must be a multiple of patch_size {patch_size}")
         self.out_channels = in_channels * 2 if pred_sigma else in_channels
@@ -120,6 +120,15 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin):
         self.final_layer = T2IFinalLayer(hidden_size, patch_size * patch_size, self.out_channels)
         init_pixart_weights(self)
 
+    def contract(self) -> ModelContract:
+        c = self.config
+        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+                             patch_size=(1, c.patch_size, c.patch_size), caption_dropout=True, max_frames=1,
+                             latent_size=(1, c.input_size, c.input_size))
+
+    def null_caption(self) -> torch.Tensor:
+        return self.y_embedder.y_embedding
+
     def forward(
         self,
         x: torch.Tensor,
@@ -129,6 +138,11 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin):
         force_drop_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         cfg = self.config
+        video = x.dim() == 5  # [B, C, 1, H, W]: a one-frame video, as the video pipeline passes it
+        if video:
+            if x.shape[2] != 1:
+                raise KinemaError(f"PixArt is an image model: one latent frame, got {x.shape[2]}; use num_frames=1")
+            x = x[:, :, 0]
         B, _, H, W = x.shape
         if (H, W) != (cfg.input_size, cfg.input_size):
             raise KinemaError(f"PixArt was built for {cfg.input_size}x{cfg.input_size} latents, got {H}x{W}")
@@ -152,7 +166,7 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin):
         p = cfg.patch_size
         x = x.reshape(B, self.grid, self.grid, p, p, self.out_channels)
         x = torch.einsum("bhwpqc->bchpwq", x).reshape(B, self.out_channels, H, W)
-        return x.float()
+        return x[:, :, None].float() if video else x.float()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from torch import nn
 
 from kinema.core import KinemaError
 
+from .contract import ModelContract, VideoModel
 from .embeddings import CaptionEmbedder, TimestepEmbedder
 from .layers import (
     Attention,
@@ -31,7 +32,6 @@ from .layers import (
     PatchEmbed3D,
     T2IFinalLayer,
     caption_mask,
-    check_attention_backend,
     check_caption,
     check_frame_mask,
     frame_modulation,
@@ -99,7 +99,7 @@ class STDiTBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
+class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
     """forward(x [B, C, T, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L] (1 = valid token),
     x_mask [B, T] (True = frame being denoised)) -> [B, 2C, T, H, W] fp32.
 
@@ -128,7 +128,6 @@ class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
         attention: str = "sdpa",
     ):
         super().__init__()
-        check_attention_backend(attention)
         input_size, patch_size = tuple(input_size), tuple(patch_size)
         if any(n % p for n, p in zip(input_size, patch_size)):
             raise KinemaError(f"input_size {input_size} must be a multiple of patch_size {patch_size}")
@@ -153,6 +152,15 @@ class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin):
         init_pixart_weights(self)
         for block in self.blocks:
             zero_linear(block.attn_temp.proj)
+
+    def contract(self) -> ModelContract:
+        c = self.config
+        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+                             patch_size=tuple(c.patch_size), frame_mask=True, caption_dropout=True,
+                             latent_size=tuple(c.input_size), temporal_attention=True)
+
+    def null_caption(self) -> torch.Tensor:
+        return self.y_embedder.y_embedding
 
     def forward(
         self,

@@ -27,6 +27,7 @@ from torch import nn
 
 from kinema.core import KinemaError
 
+from .contract import ModelContract, VideoModel
 from .embeddings import CaptionEmbedder, SizeEmbedder, TimestepEmbedder
 from .layers import (
     Attention,
@@ -37,7 +38,6 @@ from .layers import (
     PatchEmbed3D,
     T2IFinalLayer,
     caption_mask,
-    check_attention_backend,
     check_caption,
     check_frame_mask,
     frame_modulation,
@@ -107,7 +107,7 @@ class STDiT2Block(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin):
+class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
     """forward(x [B, C, T, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L] (1 = valid token),
     x_mask [B, T] (True = frame being denoised), num_frames, height, width (pixels), ar (height/width
     or whatever convention the weights were trained with), fps: [B] tensors or numbers) -> [B, 2C, T, H, W] fp32.
@@ -136,7 +136,6 @@ class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin):
         attention: str = "sdpa",
     ):
         super().__init__()
-        check_attention_backend(attention)
         if hidden_size % 3:
             raise KinemaError(f"STDiT2 hidden_size must be a multiple of 3 (size embedders use C/3), got {hidden_size}")
         patch_size = tuple(patch_size)
@@ -167,6 +166,15 @@ class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin):
         nn.init.normal_(self.t_block_temp[1].weight, std=0.02)
         for block in self.blocks:
             zero_linear(block.attn_temp.proj)
+
+    def contract(self) -> ModelContract:
+        c = self.config
+        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+                             patch_size=tuple(c.patch_size), frame_mask=True, size_conditions=True,
+                             caption_dropout=True, temporal_attention=True)
+
+    def null_caption(self) -> torch.Tensor:
+        return self.y_embedder.y_embedding
 
     def forward(
         self,

@@ -115,7 +115,7 @@ def sample_command(prompt, output, prompt_file, negative_prompt, model, batch_si
     hf_logging.disable_progress_bar()
     prompts = read_prompts(prompt, prompt_file)
     pipe, model = load_pipeline(model, "cpu" if cpu_offload else device)
-    if pipe.random_init:
+    if pipe.config.random_init:
         click.echo(f"warning: {model} is a randomly initialised test pipeline: its videos are noise", err=True)
     if cpu_offload:
         pipe.enable_model_cpu_offload(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -146,7 +146,7 @@ def build_demo(pipeline, output_dir: str | Path = "outputs"):
     d = pipe.defaults
     min_frames, max_frames, frame_step = frame_range(pipe)
     default_frames = min(max(int(d["num_frames"]), min_frames), max_frames)
-    default_steps = int(pipe.scheduler.config.get("num_inference_steps", 100))
+    default_steps = int(pipe.defaults["num_inference_steps"])
 
     def describe_size(resolution, aspect_ratio):
         try:
@@ -181,7 +181,7 @@ def build_demo(pipeline, output_dir: str | Path = "outputs"):
     with gr.Blocks(title="kinema demo", analytics_enabled=False) as demo:
         gr.Markdown("# kinema: text to video\nOpen-Sora 1.1 style sampling. A reference image makes the video start "
                     "from it (image-to-video, mask strategy \"0\").")
-        if getattr(pipe, "random_init", False):
+        if pipe.config.random_init:
             gr.Markdown("**This is a randomly initialised test pipeline: what it generates is noise.**")
         with gr.Row():
             with gr.Column():
@@ -255,7 +255,7 @@ def serve(model, host: str, port: int, share: bool, output_dir: Path, device: st
     import_gradio()
     check_port_free(host, port)
     pipe, model = load_pipeline(model, device)
-    if pipe.random_init:
+    if pipe.config.random_init:
         click.echo(f"warning: {model} is a randomly initialised test pipeline: its videos are noise", err=True)
     demo = build_demo(pipe, output_dir)
     click.echo(f"kinema demo: {model} on http://{host}:{port} (results kept in {output_dir}); Ctrl+C stops it")

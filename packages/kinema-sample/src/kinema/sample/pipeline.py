@@ -1,108 +1,177 @@
-"""KinemaVideoPipeline: prompt (+ references) -> text encoder -> scheduler loop over the DiT -> VAE decode.
+"""KinemaVideoPipeline: a diffusers ``DiffusionPipeline`` for kinema's video models.
 
-A diffusers-layout folder (model_index.json + transformer/ vae/ text_encoder/ tokenizer/ scheduler/)
-loads with ``from_pretrained`` and saves with ``save_pretrained``; ``__call__`` takes diffusers'
-argument names. The scheduler is swapped by name with ``set_scheduler("ddim")``.
+    prompt -> text encoder -> denoising loop (transformer + any diffusers scheduler) -> VAE decode -> frames
+
+The folder is diffusers' layout (``model_index.json`` + ``transformer/ vae/ text_encoder/ tokenizer/
+scheduler/``) and loads with ``KinemaVideoPipeline.from_pretrained(folder)`` or, through diffusers' route for
+pipelines that live outside it, ``DiffusionPipeline.from_pretrained(folder, custom_pipeline=
+kinema.sample.DIFFUSERS_CUSTOM_PIPELINE, trust_remote_code=True)`` (the code is this installed package, never
+the folder's). ``__call__`` takes diffusers' arguments (``prompt_embeds``, ``max_sequence_length``,
+``callback_on_step_end`` with ``PipelineCallback`` objects, ``output_type`` "pil" by default) plus Open-Sora's:
+``reference`` + ``mask_strategy`` (image-to-video, extension, editing), ``loop`` (longer videos), resolution and
+aspect-ratio tables.
+
+The loop is written once, here: the scheduler only steps (:mod:`kinema.sample.denoising`), the transformer is
+called through its contract (:mod:`kinema.dit.contract`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from kinema.core import KinemaError, lookup
+from kinema.dit.contract import VideoModel, size_conditions
 
+from . import denoising
 from .conditioning import Insertion, apply_insertions, loop_insertion, parse_mask_strategy, pixel_frames
-from .pipeline_folder import INDEX, load_component, read_index, write_folder
+from .pipeline_folder import COMPONENTS, HOW_TO_PROVIDE, check_index, import_components, read_index, replace_folder
 from .references import load_reference
-from .schedulers import Guidance, IDDPMScheduler, KinemaScheduler
+from .schedulers import TrainingObjective
 from .sizes import check_num_frames, check_size, fit_to_multiple, size_from_table
 from .text_encoders import TextEmbedding, UnconditionalEncoder, as_text_encoder, check_prompts
 
-COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
-OUTPUT_TYPES = ("pt", "np", "uint8", "latent")
-TEXT_ENCODER_REF = "_kinema_text_encoder"  # model_index.json key naming a registered text encoder
-# keys a scheduler swap carries over: they describe the trained chain, not the sampler
-CHAIN_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "cfg_channel")
+OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "latent")
+CALLBACK_TENSOR_INPUTS = ("latents", "prompt_embeds", "prompt_attention_mask")
 
 DEFAULTS = {"num_frames": 16, "resolution": "240p", "aspect_ratio": "9:16", "height": None, "width": None,
-            "fps": 24, "guidance_scale": 7.0}
+            "fps": 24, "guidance_scale": 7.0, "num_inference_steps": 50}
 
 
 @dataclass
-class VideoPipelineOutput:
-    """``frames``: pt [B, T, 3, H, W] in [0, 1]; np [B, T, H, W, 3] in [0, 1]; uint8 [B, T, H, W, 3];
-    latent [B, C, t, h, w]."""
+class VideoPipelineOutput(BaseOutput):
+    """``frames``: pil: one list of PIL images per video; np [B, T, H, W, 3] in [0, 1]; pt [B, T, 3, H, W] in
+    [0, 1]; uint8 [B, T, H, W, 3]; latent [B, C, t, h, w]. ``fps``: the frame rate the video was made for."""
 
     frames: Any
     fps: float
 
 
-class KinemaVideoPipeline:
-    def __init__(self, transformer, vae, text_encoder, tokenizer=None, scheduler: KinemaScheduler | None = None,
-                 defaults: dict | None = None, random_init: bool = False, text_encoder_ref: dict | None = None):
-        self.transformer, self.vae = transformer, vae
-        # {"name": registered text encoder, "kwargs": {...}}: the folder names its text encoder instead of
-        # holding a copy of its weights (e.g. minilm, which ships in its own package)
-        self.text_encoder_ref = text_encoder_ref
-        self.text_encoder, self.tokenizer = text_encoder, tokenizer
-        self.scheduler = scheduler if scheduler is not None else IDDPMScheduler()
+@dataclass
+class PromptEmbeddings:
+    """Caption features [B, 1, L, C] with their token masks [B, L]; the negative pair is None without guidance."""
+
+    prompt_embeds: torch.Tensor
+    prompt_attention_mask: torch.Tensor
+    negative_prompt_embeds: torch.Tensor | None = None
+    negative_prompt_attention_mask: torch.Tensor | None = None
+
+
+class KinemaVideoPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _optional_components = ["vae", "text_encoder", "tokenizer"]
+    _callback_tensor_inputs = list(CALLBACK_TENSOR_INPUTS)
+
+    def __init__(self, transformer, scheduler, vae=None, text_encoder=None, tokenizer=None,
+                 defaults: dict | None = None, prediction_type: str = "epsilon", cfg_channel: int | None = None,
+                 random_init: bool = False):
+        """``defaults``: call arguments used when not given (see DEFAULTS); ``prediction_type``: what the
+        transformer was trained to predict, "epsilon" (IDDPM) or "flow" (rectified flow); ``cfg_channel``:
+        guide only the first that many latent channels (Open-Sora 1.0's checkpoints: 3); ``random_init``: a
+        test pipeline whose output is noise."""
+        super().__init__()
+        if not isinstance(transformer, VideoModel):
+            raise KinemaError(f"transformer is a {type(transformer).__name__}; the pipeline takes a kinema video "
+                              "model (kinema.dit.contract.VideoModel: STDiT, STDiT2, DiT, PixArt, LatteT2V)")
         unknown = set(defaults or {}) - set(DEFAULTS)
         if unknown:
             raise KinemaError(f"unknown pipeline defaults {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
-        self.defaults = {**DEFAULTS, **(defaults or {})}
-        self.random_init = random_init  # a test pipeline whose output is noise
-        self._progress: dict = {}
+        denoising.check_scheduler(scheduler, prediction_type)
+        self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                              scheduler=scheduler)
+        self.register_to_config(defaults={**DEFAULTS, **(defaults or {})}, prediction_type=prediction_type,
+                                cfg_channel=cfg_channel, random_init=bool(random_init))
         self._offload_device: torch.device | None = None
+        self._sequential_hooks: list = []
+        self._guidance_scale = 1.0
+        self._num_timesteps = 0
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        # diffusers records a component's library from its module path, and takes kinema.dit.* for its own
+        # "dit" pipelines; record kinema classes by their full module, which is what its loader imports
+        if name in COMPONENTS and value is not None and type(value).__module__.startswith("kinema."):
+            self.register_to_config(**{name: (type(value).__module__, type(value).__name__)})
 
     # ------------------------------------------------------------------ folder I/O
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, torch_dtype: torch.dtype | None = None) -> KinemaVideoPipeline:
-        path = Path(path)
-        index = read_index(path)
-        text_ref = index.get(TEXT_ENCODER_REF)
-        parts = {}
-        for name in COMPONENTS:
-            library, class_name = index.get(name) or (None, None)
-            if text_ref is not None and name in ("text_encoder", "tokenizer"):
-                continue
-            kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None and name in ("transformer", "vae") else {}
-            parts[name] = load_component(path, name, library, class_name, **kwargs)
-        if text_ref is not None:
-            parts["text_encoder"], parts["tokenizer"] = _registered_text_encoder(text_ref, path), None
-        for name in ("transformer", "vae", "text_encoder"):
-            if parts[name] is None:
-                raise KinemaError(f"pipeline {str(path)!r} has no {name}; {INDEX} must name one")
-        return cls(**parts, defaults=index.get("_kinema_defaults"), random_init=bool(index.get("_kinema_random_init")),
-                   text_encoder_ref=text_ref)
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> KinemaVideoPipeline:
+        """diffusers' loader, after checking the folder: it exists, and names only classes from kinema,
+        transformers, diffusers or an installed kinema plugin (a folder is data; it cannot pick code to import)."""
+        from diffusers.utils import is_accelerate_available
 
-    def save_pretrained(self, path: str | Path) -> None:
-        extra = {"_kinema_defaults": self.defaults, **({"_kinema_random_init": True} if self.random_init else {})}
-        components = self.components
-        if self.text_encoder_ref is not None:
-            extra[TEXT_ENCODER_REF] = self.text_encoder_ref
-            components.update(text_encoder=None, tokenizer=None)
-        write_folder(Path(path), components, extra)
+        path = Path(pretrained_model_name_or_path)
+        index = read_index(path)
+        check_index(path, index)
+        import_components(index)
+        kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())
+        try:
+            return super().from_pretrained(str(path), **kwargs)
+        except (OSError, ValueError) as exc:
+            raise KinemaError(f"cannot load the pipeline at {str(path)!r}: {exc}. A component's files may be missing "
+                              f"or incomplete. {HOW_TO_PROVIDE}") from exc
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """diffusers' layout, written aside and swapped into place: never a half-written pipeline."""
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            super().save_pretrained(str(tmp), **kwargs)
+            replace_folder(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ properties and switches
 
     @property
-    def components(self) -> dict:
-        return {name: getattr(self, name) for name in COMPONENTS}
+    def defaults(self) -> dict:
+        return dict(self.config.defaults)
 
-    # ------------------------------------------------------------------ switches
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
 
-    def set_scheduler(self, name: str, **config) -> KinemaScheduler:
-        """Swap the scheduler by registry name, keeping the trained chain (betas, steps, cfg_channel)."""
-        cls = lookup("scheduler", name)
-        chain = {k: v for k, v in self.scheduler.config.items() if k in CHAIN_KEYS}
-        accepted = inspect.signature(cls.__init__).parameters
-        self.scheduler = cls(**{k: v for k, v in {**chain, **config}.items() if k in accepted})
-        return self.scheduler
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    @property
+    def _execution_device(self) -> torch.device:
+        return self._offload_device if self._offload_device is not None else self.device
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    def set_scheduler(self, name: str, **config):
+        """Swap the scheduler by registry name (``kinema plugins`` lists them): a diffusers scheduler on the
+        trained chain, or a training objective's sampler (``rflow`` keeps the current shift unless given)."""
+        if name == "rflow" and denoising.is_flow_scheduler(self.scheduler):
+            config.setdefault("shift", self.scheduler.config.shift)
+        made = lookup("scheduler", name)(**config)
+        scheduler = made.sampler() if isinstance(made, TrainingObjective) else made
+        denoising.check_scheduler(scheduler, self.config.prediction_type)
+        self.scheduler = scheduler
+        return scheduler
 
     def enable_vae_tiling(self) -> None:
         self.vae.enable_tiling()
@@ -116,37 +185,40 @@ class KinemaVideoPipeline:
     def disable_vae_slicing(self) -> None:
         self.vae.disable_slicing()
 
-    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> None:
-        """Keep every model on the CPU and move each one to ``device`` only while it runs."""
-        self._offload_device = torch.device(device)
+    # ------------------------------------------------------------------ offloading
+
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: str | torch.device | None = None) -> None:
+        """Keep every model in CPU memory and move each to ``device`` only while it runs."""
+        self._offload_device = _offload_target(gpu_id, device, "enable_model_cpu_offload")
+        self._remove_sequential_hooks()
         self.to("cpu")
 
-    def disable_model_cpu_offload(self) -> None:
+    def enable_sequential_cpu_offload(self, gpu_id: int | None = None, device: str | torch.device | None = None
+                                      ) -> None:
+        """Keep every weight in CPU memory and move each layer's own weights to ``device`` only while that layer
+        runs: the least memory, the slowest."""
+        self._offload_device = _offload_target(gpu_id, device, "enable_sequential_cpu_offload")
+        self.to("cpu")
+        self._remove_sequential_hooks()
+        self._sequential_hooks = []
+        for component in (self.transformer, self.vae, self.text_encoder):
+            if isinstance(component, torch.nn.Module):
+                for module in component.modules():
+                    self._sequential_hooks += _layer_offload_hooks(module, self._offload_device)
+
+    def disable_cpu_offload(self) -> None:
+        self._remove_sequential_hooks()
         self._offload_device = None
 
-    def set_progress_bar_config(self, **kwargs) -> None:
-        """tqdm keyword arguments for the denoising bar; ``disable=True`` hides it."""
-        self._progress = kwargs
-
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> KinemaVideoPipeline:
-        for module in (self.transformer, self.vae, self.text_encoder):
-            if isinstance(module, torch.nn.Module):
-                cast = {"dtype": dtype} if dtype is not None and module is not self.text_encoder else {}
-                module.to(device=device, **cast)
-        if self.text_encoder_ref is not None and device is not None:  # a registered encoder object
-            self.text_encoder.to(device)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        if self._offload_device is not None:
-            return self._offload_device
-        return next(self.transformer.parameters()).device
+    def _remove_sequential_hooks(self) -> None:
+        for hook in getattr(self, "_sequential_hooks", []):
+            hook.remove()
+        self._sequential_hooks = []
 
     @contextlib.contextmanager
     def _running(self, module):
-        """Under CPU offload, ``module`` lives on the execution device only inside this block."""
-        if self._offload_device is None or not isinstance(module, torch.nn.Module):
+        """Under model CPU offload, ``module`` lives on the execution device only inside this block."""
+        if self._offload_device is None or self._sequential_hooks or not isinstance(module, torch.nn.Module):
             yield module
             return
         module.to(self._offload_device)
@@ -155,41 +227,62 @@ class KinemaVideoPipeline:
         finally:
             module.to("cpu")
 
-    # ------------------------------------------------------------------ pieces
+    # ------------------------------------------------------------------ prompts
 
-    def text_encoder_adapter(self):
-        return as_text_encoder(self.text_encoder, self.tokenizer, self.transformer.config.model_max_length)
+    def encode_prompt(self, prompt, negative_prompt=None, do_classifier_free_guidance: bool = True,
+                      num_videos_per_prompt: int = 1, device=None, prompt_embeds=None, prompt_attention_mask=None,
+                      negative_prompt_embeds=None, negative_prompt_attention_mask=None,
+                      max_sequence_length: int | None = None) -> PromptEmbeddings:
+        """Caption features for the prompts (or the given embeddings), repeated per video, and, with guidance,
+        the unconditional branch: the negative prompt, else the model's learned null caption under the prompt's
+        own token mask (Open-Sora), else the encoded empty prompt (Open-Sora-Plan)."""
+        device = device or self._execution_device
+        contract = self.transformer.contract()
+        null = self.transformer.null_caption()
+        length = max_sequence_length or contract.caption_length
+        if null is not None and length != contract.caption_length:
+            raise KinemaError(f"max_sequence_length={length}, but this transformer's null caption has "
+                              f"{contract.caption_length} tokens; leave it unset or pass {contract.caption_length}")
+        unconditional = isinstance(self.text_encoder, UnconditionalEncoder)
 
-    def encode_prompt(self, prompts: list[str], negative_prompt, guidance_scale: float
-                      ) -> tuple[TextEmbedding, Guidance | None]:
-        """Condition embeddings, and guidance whose unconditional branch is the negative prompt, or the
-        model's learned null caption (``y_embedding``) under the prompt's own token mask (Open-Sora)."""
-        encoder = self.text_encoder_adapter()
-        with self._running(self.text_encoder):
-            cond = encoder.encode(prompts, allow_empty=isinstance(self.text_encoder, UnconditionalEncoder))
-            negative = None
-            if negative_prompt is not None and guidance_scale > 1.0:
-                negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
-                if len(negatives) != len(prompts):
-                    raise KinemaError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
-                negative = encoder.encode(list(negatives), allow_empty=True)
-        channels = self.transformer.config.caption_channels
-        if cond.y.shape[-1] != channels:
-            raise KinemaError(f"the text encoder gives {cond.y.shape[-1]}-d features but the transformer expects "
-                           f"caption_channels={channels}; pair them as trained")
-        if guidance_scale <= 1.0 or isinstance(self.text_encoder, UnconditionalEncoder):
-            return cond, None
-        if negative is not None:
-            null = negative
+        if prompt_embeds is None:
+            cond = self._encode(check_prompts(prompt, allow_empty=unconditional), length)
         else:
-            null_tokens = getattr(getattr(self.transformer, "y_embedder", None), "y_embedding", None)
-            if null_tokens is None:
-                with self._running(self.text_encoder):
-                    null = encoder.encode([""] * len(prompts), allow_empty=True)
-            else:
-                y = null_tokens.detach().float()[None, None].expand(len(prompts), 1, -1, -1)
-                null = TextEmbedding(y=y, mask=cond.mask)
-        return cond, Guidance(scale=guidance_scale, uncond_kwargs={"y": null.y, "mask": null.mask})
+            cond = _given_embeddings(prompt_embeds, prompt_attention_mask, "prompt_embeds")
+        cond = _repeat(cond, num_videos_per_prompt, device)
+        _check_caption_shape(cond, contract, "prompt_embeds")
+        if not do_classifier_free_guidance or unconditional:
+            return PromptEmbeddings(cond.y, cond.mask)
+
+        batch = cond.y.shape[0] // num_videos_per_prompt
+        if negative_prompt_embeds is not None:
+            neg = _repeat(_given_embeddings(negative_prompt_embeds, negative_prompt_attention_mask,
+                                            "negative_prompt_embeds"), num_videos_per_prompt, device)
+        elif negative_prompt is not None:
+            negatives = [negative_prompt] * batch if isinstance(negative_prompt, str) else list(negative_prompt)
+            if len(negatives) != batch:
+                raise KinemaError(f"{len(negatives)} negative prompts for {batch} prompts; give one, or one per prompt")
+            neg = _repeat(self._encode(check_prompts(negatives, allow_empty=True), length), num_videos_per_prompt,
+                          device)
+        elif null is not None:
+            y = null.detach().float()[None, None].to(device).expand(cond.y.shape[0], 1, -1, -1)
+            neg = TextEmbedding(y=y, mask=cond.mask)
+        else:
+            neg = _repeat(self._encode([""] * batch, length), num_videos_per_prompt, device)
+        _check_caption_shape(neg, contract, "negative_prompt_embeds")
+        if neg.y.shape != cond.y.shape:
+            raise KinemaError(f"negative embeddings {tuple(neg.y.shape)} differ from the prompt's "
+                              f"{tuple(cond.y.shape)}; encode both with the same max_sequence_length")
+        return PromptEmbeddings(cond.y, cond.mask, neg.y, neg.mask)
+
+    def _encode(self, prompts: list[str], length: int) -> TextEmbedding:
+        if self.text_encoder is None:
+            raise KinemaError("this pipeline has no text encoder; pass prompt_embeds (and negative_prompt_embeds)")
+        encoder = as_text_encoder(self.text_encoder, self.tokenizer, length)
+        with self._running(self.text_encoder):
+            return encoder.encode(prompts, allow_empty=True)
+
+    # ------------------------------------------------------------------ sizes and references
 
     def resolve_size(self, height, width, resolution, aspect_ratio) -> tuple[int, int]:
         multiple = self.vae.spatial_compression
@@ -198,23 +291,13 @@ class KinemaVideoPipeline:
                 raise KinemaError("give both height and width, or a resolution and aspect_ratio")
             check_size(int(height), int(width), multiple)
             return int(height), int(width)
-        d = self.defaults
+        d = self.config.defaults
         if resolution is None and aspect_ratio is None and d["height"] and d["width"]:
             return int(d["height"]), int(d["width"])
         h, w = size_from_table(resolution or d["resolution"], aspect_ratio or d["aspect_ratio"])
         h, w = fit_to_multiple(h, w, multiple)
         check_size(h, w, multiple)
         return h, w
-
-    def _model_kwargs(self, cond: TextEmbedding, num_frames: int, height: int, width: int, fps: float) -> dict:
-        kwargs = {"y": cond.y, "mask": cond.mask}
-        accepted = inspect.signature(self.transformer.forward).parameters
-        b = cond.y.shape[0]
-        extras = {"num_frames": num_frames, "height": height, "width": width, "ar": height / width, "fps": fps}
-        for k, v in extras.items():
-            if k in accepted:  # STDiT2's size / frame-rate conditions
-                kwargs[k] = torch.full((b,), float(v), device=cond.y.device)
-        return kwargs
 
     def _encode_references(self, refs: list[list], height: int, width: int, device) -> list[list[torch.Tensor]]:
         out = []
@@ -232,7 +315,7 @@ class KinemaVideoPipeline:
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_frames: int | None = None,
         height: int | None = None,
@@ -242,81 +325,98 @@ class KinemaVideoPipeline:
         fps: float | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        max_sequence_length: int | None = None,
         reference=None,
         mask_strategy: str | list[str] | None = None,
         loop: int = 1,
         condition_frame_length: int = 4,
-        num_videos_per_prompt: int = 1,
-        callback_on_step_end: Callable | None = None,
-        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-        output_type: str = "pt",
+        output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
     ):
-        """Generate videos.
+        """Generate videos (every argument is checked before any model runs).
 
-        reference: references shared by every prompt (a path or [3, T, H, W] tensor, or a list of them),
-        or one list per prompt. mask_strategy: one string, or one per prompt (see kinema.sample.conditioning);
-        references without a mask_strategy condition the first frame ("0", image-to-video).
-        loop > 1 generates longer videos: each further clip opens with the previous clip's last
-        ``condition_frame_length`` latent frames.
+        reference: references shared by every prompt (a path or [3, T, H, W] tensor, or a list of them), or one
+        list per prompt. mask_strategy: one string, or one per prompt (see kinema.sample.conditioning);
+        references without a mask_strategy condition the first frame ("0", image-to-video). loop > 1 generates
+        longer videos: each further clip opens with the previous clip's last ``condition_frame_length`` latent
+        frames. Without a VAE, pass ``latents`` and use output_type="latent".
         """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if output_type not in OUTPUT_TYPES:
             raise KinemaError(f"output_type {output_type!r}; choose one of {', '.join(OUTPUT_TYPES)}")
-        if set(callback_on_step_end_tensor_inputs) - {"latents"}:
-            raise KinemaError("callback_on_step_end_tensor_inputs supports only 'latents'")
-        unconditional = isinstance(self.text_encoder, UnconditionalEncoder)
-        prompts = [p for p in check_prompts(prompt, allow_empty=unconditional) for _ in range(num_videos_per_prompt)]
-        b = len(prompts)
-        d = self.defaults
-        num_frames = int(num_frames or d["num_frames"])
+        unknown = set(callback_on_step_end_tensor_inputs) - set(CALLBACK_TENSOR_INPUTS)
+        if unknown:
+            raise KinemaError(f"callback_on_step_end_tensor_inputs {sorted(unknown)}; this pipeline passes "
+                              f"{', '.join(CALLBACK_TENSOR_INPUTS)}")
+        if (prompt is None) == (prompt_embeds is None):
+            raise KinemaError("pass either prompt or prompt_embeds (one of them)")
+        denoising.check_scheduler(self.scheduler, self.config.prediction_type)
+        d = self.config.defaults
+        contract = self.transformer.contract()
         fps = float(fps or d["fps"])
-        guidance_scale = float(d["guidance_scale"] if guidance_scale is None else guidance_scale)
-        height, width = self.resolve_size(height, width, resolution, aspect_ratio)
-        tc = getattr(self.vae, "temporal_compression", 1)
-        check_num_frames(num_frames, tc)
-        t_lat, h_lat, w_lat = self.vae.latent_size((num_frames, height, width))
+        num_inference_steps = int(num_inference_steps or d["num_inference_steps"])
+        self._guidance_scale = float(d["guidance_scale"] if guidance_scale is None else guidance_scale)
         if loop < 1:
             raise KinemaError(f"loop must be >= 1, got {loop}")
+
+        # sizes: from the VAE, or from the given latents when there is no VAE
+        if self.vae is None:
+            if latents is None or output_type != "latent" or loop > 1:
+                raise KinemaError("this pipeline has no VAE: pass latents and output_type='latent' (loop=1)")
+            num_frames, height, width = num_frames or latents.shape[2], height or 0, width or 0
+            latent_shape = tuple(latents.shape[2:])
+            tc = 1
+        else:
+            num_frames = int(num_frames or d["num_frames"])
+            height, width = self.resolve_size(height, width, resolution, aspect_ratio)
+            tc = self.vae.temporal_compression
+            check_num_frames(num_frames, tc)
+            latent_shape = tuple(self.vae.latent_size((num_frames, height, width)))
+        _check_latent_shape(latent_shape, contract, type(self.transformer).__name__)
+        t_lat = latent_shape[0]
         if loop > 1 and not 1 <= condition_frame_length < t_lat:
             raise KinemaError(f"condition_frame_length must be in [1, {t_lat - 1}] (latent frames per clip), "
-                           f"got {condition_frame_length}")
+                              f"got {condition_frame_length}")
         if output_type == "latent" and loop > 1:
             raise KinemaError("output_type='latent' returns one clip; use loop=1")
+
+        batch = (len(check_prompts(prompt, allow_empty=True)) if prompt is not None else prompt_embeds.shape[0])
+        b = batch * num_videos_per_prompt
         refs = _per_prompt(reference, b, num_videos_per_prompt, "reference")
         strategies = _strategies(mask_strategy, refs, b, num_videos_per_prompt)
-
-        device = self.device
-        cond, guidance = self.encode_prompt(prompts, negative_prompt, guidance_scale)
-        cond = TextEmbedding(cond.y.to(device), cond.mask.to(device))
-        if guidance is not None:
-            guidance.uncond_kwargs = {k: v.to(device) for k, v in guidance.uncond_kwargs.items()}
-        model_kwargs = self._model_kwargs(cond, num_frames, height, width, fps)
-        ref_latents = self._encode_references(refs, height, width, device)
-
-        channels = self.vae.latent_channels
-        shape = (b, channels, t_lat, h_lat, w_lat)
+        if (reference is not None or mask_strategy is not None or loop > 1) and not contract.frame_mask:
+            raise KinemaError(f"{type(self.transformer).__name__} takes no frame mask, so it cannot condition on "
+                              "references (reference, mask_strategy, loop); use STDiT, STDiT2 or DiT")
+        channels = latents.shape[1] if self.vae is None else self.vae.latent_channels
+        shape = (b, channels, *latent_shape)
         if latents is not None and tuple(latents.shape) != shape:
             raise KinemaError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        overlap = pixel_frames(condition_frame_length, tc)
 
-        def step_callback(step, t, x):
-            if callback_on_step_end is None:
-                return None
-            out = callback_on_step_end(self, step, t, {"latents": x})
-            return (out or {}).get("latents")
+        device = self._execution_device
+        embeds = self.encode_prompt(prompt, negative_prompt, self.do_classifier_free_guidance, num_videos_per_prompt,
+                                    device, prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+                                    negative_prompt_attention_mask, max_sequence_length)
+        sizes = size_conditions(num_frames, height, width, fps) if contract.size_conditions else None
+        ref_latents = self._encode_references(refs, height, width, device) if any(refs) else [[] for _ in refs]
+        overlap = pixel_frames(condition_frame_length, tc)
 
         clips, tail = [], None
         for loop_id in range(loop):
             z = latents.to(device).float() if (latents is not None and loop_id == 0) else \
                 randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-            z, mask = self._condition(z, ref_latents, strategies, loop_id, tail, condition_frame_length)
-            with self._running(self.transformer):
-                x0 = self.scheduler.sample(
-                    self.transformer, z, model_kwargs, guidance, mask=mask, num_inference_steps=num_inference_steps,
-                    generator=generator, progress=self._progress_arg(loop_id, loop), callback=step_callback,
-                )
+            z, frame_mask = self._condition(z, ref_latents, strategies, loop_id, tail, condition_frame_length)
+            x0 = self.denoise(z, embeds, sizes, frame_mask, num_inference_steps, generator,
+                              callback_on_step_end, callback_on_step_end_tensor_inputs)
             if output_type == "latent":
                 return VideoPipelineOutput(frames=x0, fps=fps) if return_dict else (x0,)
             with self._running(self.vae):
@@ -327,6 +427,54 @@ class KinemaVideoPipeline:
             clips.append(video if loop_id == 0 else video[:, :, overlap:])
         frames = _to_output(torch.cat(clips, dim=2), output_type)
         return VideoPipelineOutput(frames=frames, fps=fps) if return_dict else (frames,)
+
+    def denoise(self, z: torch.Tensor, embeds: PromptEmbeddings, sizes, frame_mask: torch.Tensor | None,
+                num_inference_steps: int, generator=None, callback: Callable | None = None,
+                callback_tensor_inputs=("latents",)) -> torch.Tensor:
+        """The denoising loop: start latents ``z`` (references written at the frames ``frame_mask`` marks
+        below 1) -> clean latents. Guidance, held frames, callbacks and progress live here and nowhere else."""
+        scheduler, transformer = self.scheduler, self.transformer
+        prediction_type, cfg_channel = self.config.prediction_type, self.config.cfg_channel
+        channels = z.shape[1]
+        timesteps = denoising.set_timesteps(scheduler, num_inference_steps, z.device)
+        self._num_timesteps = len(timesteps)
+        total = scheduler.config.num_train_timesteps
+        held = None if frame_mask is None else denoising.HeldFrames(frame_mask, z.float(), generator)
+        x = denoising.start_latents(scheduler, z.float())
+        state = {"latents": x, "prompt_embeds": embeds.prompt_embeds,
+                 "prompt_attention_mask": embeds.prompt_attention_mask}
+        if self.do_classifier_free_guidance and embeds.negative_prompt_embeds is not None:  # diffusers' order
+            state["prompt_embeds"] = torch.cat([embeds.negative_prompt_embeds, embeds.prompt_embeds])
+            state["prompt_attention_mask"] = torch.cat([embeds.negative_prompt_attention_mask,
+                                                        embeds.prompt_attention_mask])
+        with self._running(transformer), self.progress_bar(total=len(timesteps)) as progress:
+            for i, t in enumerate(timesteps):
+                active = None
+                if held is not None:
+                    x, active = held.before(x, float(t) / total,
+                                            lambda clean, noise, t=t: denoising.renoise(scheduler, clean, noise, t))
+                y, y_mask = state["prompt_embeds"], state["prompt_attention_mask"]
+                guided = self.do_classifier_free_guidance and y.shape[0] == 2 * x.shape[0]
+                x_in = denoising.model_input(scheduler, torch.cat([x, x]) if guided else x, t)
+                frames = None if active is None else (torch.cat([active, active]) if guided else active)
+                inputs = transformer.model_inputs(y, y_mask, frame_mask=frames, sizes=sizes)
+                out = transformer(x_in, t.reshape(1).expand(x_in.shape[0]), **inputs).float()
+                if guided:
+                    out = denoising.guide(out, self._guidance_scale, cfg_channel)
+                pred = denoising.scheduler_input(out, channels, prediction_type, scheduler)
+                x = scheduler.step(pred, t, x, **denoising.step_kwargs(scheduler, generator)).prev_sample
+                if held is not None:
+                    x = held.after(x, active)
+                if callback is not None:
+                    state["latents"] = x
+                    changed = callback(self, i, t, {k: state[k] for k in callback_tensor_inputs}) or {}
+                    state.update({k: v for k, v in changed.items() if k in state})
+                    x = state["latents"]
+                    rows = state["prompt_embeds"].shape[0]
+                    if state["prompt_attention_mask"].shape[0] != rows:  # e.g. a CFG cut-off kept the last rows
+                        state["prompt_attention_mask"] = state["prompt_attention_mask"][-rows:]
+                progress.update()
+        return x
 
     def _condition(self, z, ref_latents, strategies, loop_id, tail, condition_frame_length):
         """Write reference latents for this loop; -> (z, frame mask [B, T] or None)."""
@@ -340,21 +488,68 @@ class KinemaVideoPipeline:
         zs, masks = zip(*(apply_insertions(z[i], refs, ins, loop_id) for i, (refs, ins) in enumerate(insertions)))
         return torch.stack(zs), torch.stack(masks)
 
-    def _progress_arg(self, loop_id: int, loop: int):
-        if self._progress.get("disable"):
-            return False
-        desc = f"clip {loop_id + 1}/{loop}" if loop > 1 else "denoising"
-        return {"desc": desc, **{k: v for k, v in self._progress.items() if k != "disable"}}
+
+# ------------------------------------------------------------------ helpers
 
 
-# ------------------------------------------------------------------ argument helpers
+def _offload_target(gpu_id, device, what: str) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if not torch.cuda.is_available():
+        raise KinemaError(f"{what} keeps models in CPU memory and runs each on a GPU, and no GPU is visible; "
+                          f"on this machine leave it off (everything already runs on the CPU), or pass device=...")
+    return torch.device("cuda", gpu_id or 0)
 
 
-def _registered_text_encoder(ref, path: Path):
-    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
-        raise KinemaError(f"{path / INDEX}: {TEXT_ENCODER_REF} must be {{\"name\": ..., \"kwargs\": {{...}}}}, "
-                       f"got {ref!r}")
-    return lookup("text_encoder", ref["name"])(**(ref.get("kwargs") or {}))
+def _layer_offload_hooks(module: torch.nn.Module, device: torch.device) -> list:
+    """Hooks moving ``module``'s own weights (not its children's) to ``device`` for its forward and back after."""
+    own = [*module._parameters.values(), *module._buffers.values()]
+    if not any(t is not None for t in own):
+        return []
+
+    def move(to):
+        for tensors in (module._parameters, module._buffers):
+            for tensor in tensors.values():
+                if tensor is not None:
+                    tensor.data = tensor.data.to(to)
+
+    return [module.register_forward_pre_hook(lambda *_: move(device)),
+            module.register_forward_hook(lambda *_: move("cpu"))]
+
+
+def _given_embeddings(embeds: torch.Tensor, mask: torch.Tensor | None, name: str) -> TextEmbedding:
+    """User embeddings [B, L, C] (diffusers' layout) or [B, 1, L, C]; a missing mask means every token counts."""
+    if embeds.dim() == 3:
+        embeds = embeds[:, None]
+    if embeds.dim() != 4 or embeds.shape[1] != 1:
+        raise KinemaError(f"{name} must be [batch, tokens, channels] (or [batch, 1, tokens, channels]), "
+                          f"got {tuple(embeds.shape)}")
+    if mask is None:
+        mask = torch.ones(embeds.shape[0], embeds.shape[2], dtype=torch.long, device=embeds.device)
+    if tuple(mask.shape) != (embeds.shape[0], embeds.shape[2]):
+        raise KinemaError(f"{name}'s attention mask must be [batch, tokens] = {(embeds.shape[0], embeds.shape[2])}, "
+                          f"got {tuple(mask.shape)}")
+    return TextEmbedding(y=embeds.float(), mask=mask)
+
+
+def _repeat(emb: TextEmbedding, times: int, device) -> TextEmbedding:
+    return TextEmbedding(y=emb.y.repeat_interleave(times, dim=0).to(device),
+                         mask=emb.mask.repeat_interleave(times, dim=0).to(device))
+
+
+def _check_caption_shape(emb: TextEmbedding, contract, name: str) -> None:
+    if emb.y.shape[-1] != contract.caption_channels:
+        raise KinemaError(f"{name} have {emb.y.shape[-1]} channels but the transformer expects "
+                          f"caption_channels={contract.caption_channels}; pair text encoder and transformer as trained")
+
+
+def _check_latent_shape(latent_shape, contract, name: str) -> None:
+    if contract.max_frames is not None and latent_shape[0] > contract.max_frames:
+        raise KinemaError(f"{name} is an image model ({contract.max_frames} latent frame); got {latent_shape[0]} "
+                          "latent frames: use num_frames=1")
+    if contract.latent_size is not None and tuple(latent_shape) != tuple(contract.latent_size):
+        raise KinemaError(f"{name} was built for latents of (T, H, W) = {tuple(contract.latent_size)}; this call "
+                          f"makes {tuple(latent_shape)}: choose num_frames/height/width to match")
 
 
 def _per_prompt(value, b: int, repeats: int, name: str) -> list[list]:
@@ -391,4 +586,9 @@ def _to_output(video: torch.Tensor, output_type: str):
     frames = unit.permute(0, 2, 3, 4, 1)
     if output_type == "np":
         return frames.numpy()
-    return (frames * 255).round().to(torch.uint8)
+    uint8 = (frames * 255).round().to(torch.uint8)
+    if output_type == "uint8":
+        return uint8
+    from PIL import Image
+
+    return [[Image.fromarray(frame.numpy()) for frame in clip] for clip in uint8]

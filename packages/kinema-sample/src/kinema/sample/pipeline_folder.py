@@ -1,11 +1,12 @@
-"""Reading and writing a diffusers-layout pipeline folder.
+"""Checking and swapping a diffusers-layout pipeline folder.
 
-    model_index.json                {"_class_name": ..., "transformer": [library, class], ...}
+    model_index.json                {"_class_name": "KinemaVideoPipeline", "transformer": [module, class], ...,
+                                     "defaults": {...}, "prediction_type": ..., "cfg_channel": ...}
     transformer/ vae/ text_encoder/ tokenizer/ scheduler/      each component's save_pretrained
 
-Components are rebuilt with ``<class>.from_pretrained(folder/<name>)``. Only classes from kinema,
-transformers, diffusers or a registered kinema plugin are imported, so a folder cannot make us
-import arbitrary code.
+diffusers rebuilds each component with ``<class>.from_pretrained(folder/<name>)``. Before that, the index is
+checked: only classes from kinema, transformers, diffusers or a registered kinema plugin may be named, so a
+folder cannot make us import arbitrary code.
 """
 
 from __future__ import annotations
@@ -14,30 +15,21 @@ import importlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from kinema.core import KinemaError
 
 TRUSTED_LIBRARIES = ("kinema", "transformers", "diffusers")
 INDEX = "model_index.json"
+COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
 HOW_TO_PROVIDE = (
-    "A pipeline folder holds model_index.json and transformer/, vae/, text_encoder/, tokenizer/, scheduler/. "
+    "A pipeline folder holds model_index.json and transformer/, scheduler/ (and vae/, text_encoder/, tokenizer/). "
     "Assemble one from converted weights (`kinema dit convert ... -o DIR`) with "
     "KinemaVideoPipeline(transformer=..., vae=..., text_encoder=..., tokenizer=..., "
-        "scheduler=...).save_pretrained(PATH), "
+    "scheduler=...).save_pretrained(PATH), "
     "or write a tiny random one for trying the tools with `python -m kinema.sample.testing PATH` (it generates noise)."
 )
-
-
-def library_of(obj) -> tuple[str | None, str | None]:
-    if obj is None:
-        return None, None
-    cls = type(obj)
-    top = cls.__module__.split(".")[0]
-    library = top if top in ("transformers", "diffusers") else cls.__module__
-    return library, cls.__name__
 
 
 def _registered_modules() -> set[str]:
@@ -48,20 +40,6 @@ def _registered_modules() -> set[str]:
         for entry in get_registry(kind).entries():
             modules.add(entry.module)  # known without importing every registered component
     return modules
-
-
-def import_component_class(library: str, class_name: str, component: str):
-    if library.split(".")[0] not in TRUSTED_LIBRARIES and library not in _registered_modules():
-        raise KinemaError(f"{INDEX} names {library}.{class_name} for {component!r}; only classes from "
-                       f"{', '.join(TRUSTED_LIBRARIES)} or installed kinema plugins are loaded")
-    try:
-        module = importlib.import_module(library)
-    except ImportError as exc:
-        raise KinemaError(f"{component!r} needs {library} ({exc}); install the package that provides it") from exc
-    cls = getattr(module, class_name, None)
-    if cls is None or not hasattr(cls, "from_pretrained"):
-        raise KinemaError(f"{library} has no loadable class {class_name!r} (needed for {component!r})")
-    return cls
 
 
 def read_index(path: Path) -> dict:
@@ -75,45 +53,51 @@ def read_index(path: Path) -> dict:
         raise KinemaError(f"{index} is not valid JSON ({exc})") from exc
 
 
-def load_component(path: Path, name: str, library: str | None, class_name: str | None, **kwargs):
-    if library is None:
-        return None
-    cls = import_component_class(library, class_name, name)
-    folder = path / name
-    if not folder.is_dir():
-        raise KinemaError(f"pipeline {str(path)!r} lists {name!r} but has no {name}/ folder. {HOW_TO_PROVIDE}")
-    from diffusers.models.modeling_utils import ModelMixin
+def check_index(path: Path, index: dict) -> None:
+    """Every component names a trusted class and has its folder; the index is this version's format."""
+    if "_kinema_text_encoder" in index or "_kinema_defaults" in index:
+        raise KinemaError(f"{path / INDEX} is in the format before kinema 0.1's diffusers pipeline "
+                          "(_kinema_defaults / _kinema_text_encoder); re-export it with this version")
+    registered = None
+    for name in COMPONENTS:
+        library, class_name = index.get(name) or (None, None)
+        if library is None:
+            continue
+        if library.split(".")[0] not in TRUSTED_LIBRARIES:
+            registered = _registered_modules() if registered is None else registered
+            if library not in registered:
+                raise KinemaError(f"{INDEX} names {library}.{class_name} for {name!r}; only classes from "
+                                  f"{', '.join(TRUSTED_LIBRARIES)} or installed kinema plugins are loaded")
+        if not (path / name).is_dir():
+            raise KinemaError(f"pipeline {str(path)!r} lists {name!r} but has no {name}/ folder. {HOW_TO_PROVIDE}")
+    for name in ("transformer", "scheduler"):
+        if not (index.get(name) or [None])[0]:
+            raise KinemaError(f"pipeline {str(path)!r} has no {name}; {INDEX} must name one")
 
-    if isinstance(cls, type) and issubclass(cls, ModelMixin):
-        kwargs.setdefault("low_cpu_mem_usage", False)  # the fast path needs accelerate
-    try:
-        return cls.from_pretrained(str(folder), **kwargs)
-    except (OSError, EnvironmentError, ValueError) as exc:
-        raise KinemaError(f"cannot load {name!r} ({class_name}) from {str(folder)!r}: {exc}. "
-                       f"Its weights may be missing or incomplete. {HOW_TO_PROVIDE}") from exc
+
+def import_components(index: dict) -> None:
+    """Import the (checked) modules the index names: diffusers' loader only builds components from modules
+    already imported, so that a folder cannot make it import code."""
+    for name in COMPONENTS:
+        library = (index.get(name) or [None])[0]
+        if library is not None and library.startswith("kinema."):
+            importlib.import_module(library)
 
 
-def write_folder(path: Path, components: dict, extra: dict) -> None:
-    """Write every component, then swap the finished folder into place (never a half-written pipeline)."""
-    import diffusers
+def import_registered_components() -> None:
+    """Import every installed kinema component module (for diffusers' generic ``DiffusionPipeline`` loader,
+    which reads the folder before we can check it)."""
+    for module in sorted(_registered_modules()):
+        importlib.import_module(module)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        index = {"_class_name": "KinemaVideoPipeline", "_diffusers_version": diffusers.__version__, **extra}
-        for name, obj in components.items():
-            index[name] = list(library_of(obj))
-            if obj is not None:
-                obj.save_pretrained(str(tmp / name))
-        (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def replace_folder(finished: Path, target: Path) -> None:
+    """Swap a completely written folder into place; the old one is removed only after the swap."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(finished, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(finished, target)

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from kinema.core import Lazy, hookimpl
 
-# registry name -> scheduler class; a config or the CLI picks one by name
+# registry name -> training objective (iddpm, rflow: train with them; their sampler() samples) or a factory of
+# a diffusers scheduler on the trained chain (sampling only)
 SCHEDULERS = {
     "iddpm": "kinema.sample.schedulers.iddpm:IDDPMScheduler",
-    "ddim": "kinema.sample.schedulers.diffusers_wrappers:DDIMSampler",
-    "dpm-solver": "kinema.sample.schedulers.diffusers_wrappers:DPMSolverSampler",
     "rflow": "kinema.sample.schedulers.rflow:RectifiedFlowScheduler",
+    "ddim": "kinema.sample.schedulers.samplers:ddim",
+    "dpm-solver": "kinema.sample.schedulers.samplers:dpm_solver",
+    "pndm": "kinema.sample.schedulers.samplers:pndm",
+    "euler": "kinema.sample.schedulers.samplers:euler",
+    "euler-a": "kinema.sample.schedulers.samplers:euler_a",
+    "heun": "kinema.sample.schedulers.samplers:heun",
+    "unipc": "kinema.sample.schedulers.samplers:unipc",
+    "ddpm": "kinema.sample.schedulers.samplers:ddpm",
 }
 
 # registry name -> text encoder factory

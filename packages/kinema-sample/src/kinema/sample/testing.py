@@ -13,7 +13,8 @@ import torch
 
 from .pipeline import KinemaVideoPipeline
 
-TINY_DEFAULTS = {"num_frames": 4, "height": 32, "width": 32, "fps": 8, "guidance_scale": 4.0}
+TINY_DEFAULTS = {"num_frames": 4, "height": 32, "width": 32, "fps": 8, "guidance_scale": 4.0,
+                 "num_inference_steps": 10}
 
 
 def tiny_stdit2(caption_channels: int = 32, model_max_length: int = 16, in_channels: int = 4, seed: int = 0):
@@ -55,16 +56,19 @@ def make_tiny_pipeline(path=None, scheduler: str = "iddpm", vae: str = "framewis
     """A random STDiT2 + tiny VAE + tiny byte-level T5; saved to ``path`` when given."""
     from kinema.core import lookup
 
+    from .schedulers import TrainingObjective
     from .text_encoders import tiny_t5_parts
 
     text_encoder, tokenizer = tiny_t5_parts(hidden_size=32, seed=seed)
+    made = lookup("scheduler", scheduler)()
     pipe = KinemaVideoPipeline(
         transformer=tiny_stdit2(caption_channels=32, model_max_length=model_max_length, seed=seed),
         vae=tiny_vae(vae, seed=seed),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        scheduler=lookup("scheduler", scheduler)(),
+        scheduler=made.sampler() if isinstance(made, TrainingObjective) else made,
         defaults=dict(TINY_DEFAULTS, num_frames=5 if vae == "causal" else 4),
+        prediction_type=made.prediction_type if isinstance(made, TrainingObjective) else "epsilon",
         random_init=True,
     )
     if path is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any, Optional
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from kinema.core import KinemaError, lookup
+from kinema.dit.contract import VideoModel
 
 from .config import ModelConfig, SchedulerConfig, TextEncoderConfig, VaeConfig
 
@@ -20,6 +20,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.attention is not None:
         kwargs["attention"] = cfg.attention
     model = factory(**kwargs)
+    if not isinstance(model, VideoModel):
+        raise KinemaError(f"model {cfg.name!r} builds a {type(model).__name__}, which does not implement "
+                          "kinema.dit.contract.VideoModel (contract(), null_caption(), model_inputs())")
     if cfg.pretrained:
         load_pretrained_weights(model, cfg.pretrained)
     return model.float()
@@ -74,14 +77,3 @@ def move(component: Any, device: torch.device) -> Any:
     if component is not None and hasattr(component, "to"):
         component.to(device)
     return component
-
-
-class ModelInputs:
-    """What a model's forward accepts, read from its signature (so any registered model plugs in)."""
-
-    def __init__(self, model: nn.Module):
-        params = inspect.signature(model.forward).parameters
-        self.frame_mask = "x_mask" in params
-        self.force_drop = "force_drop_ids" in params
-        self.size_conditions = all(k in params for k in ("num_frames", "height", "width", "ar", "fps"))
-        self.image_frames = "use_image_num" in params

@@ -23,6 +23,9 @@ class ModelConfig:
     pretrained: Optional[str] = None  # a model folder (save_pretrained) to start from
     attention: Optional[str] = None  # attention backend name; None = the model's default
     gradient_checkpointing: bool = False  # recompute each block in backward (per-block checkpointing)
+    # the aspect-ratio condition (STDiT2): "height/width", as everywhere in kinema and at sampling; set
+    # "width/height" only to fine-tune Open-Sora 1.1's released weights with the convention they were trained with
+    ar_convention: str = "height/width"
 
 
 @dataclass

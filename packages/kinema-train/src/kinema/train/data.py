@@ -56,7 +56,7 @@ def synthetic_items(cfg: DataConfig, seed: int) -> list[dict]:
                                 height=height, width=width)
     return [
         {"video": to_float(torch.as_tensor(clip)), "text": str(text), "num_frames": clip.shape[0],
-         "height": height, "width": width, "ar": height / width, "fps": FPS}
+         "height": height, "width": width, "fps": FPS}
         for clip, text in zip(clips, table["text"])
     ]
 
@@ -74,7 +74,6 @@ def feature_items(path: str) -> list[dict]:
         item = {"latents": latents, "y": sample["text_emb"], "text": sample["text"],
                 "num_frames": meta.get("num_frames", latents.shape[1]), "height": meta.get("height", 0),
                 "width": meta.get("width", 0), "fps": meta.get("fps", 0.0)}
-        item["ar"] = item["height"] / item["width"] if item["width"] else 1.0
         if "text_mask" in sample:
             item["y_mask"] = sample["text_mask"]
         items.append(item)
@@ -160,7 +159,7 @@ class BatchStream:
 
 def collate(items: list[dict]) -> dict:
     batch = default_collate(items)
-    for key in ("num_frames", "height", "width", "ar", "fps"):
+    for key in ("num_frames", "height", "width", "fps"):
         if key in batch:
             batch[key] = torch.as_tensor(batch[key], dtype=torch.float32)
     return batch

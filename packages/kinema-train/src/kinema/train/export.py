@@ -23,8 +23,7 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
     """``text_encoder_by_name``: the folder names the registered text encoder (text_encoder.name/kwargs of the
     config) instead of holding a copy of its weights. ``defaults``: the pipeline's sampling defaults
     (num_frames, height, width, fps, guidance_scale, ...)."""
-    from kinema.sample.pipeline import DEFAULTS, TEXT_ENCODER_REF
-    from kinema.sample.pipeline_folder import write_folder
+    from kinema.sample.pipeline import KinemaVideoPipeline
 
     path = Path(checkpoint)
     if not (path / "state.json").exists():
@@ -39,25 +38,21 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
             raise KinemaError(f"{path} has no EMA weights (optim.ema_decay was 0); export with --weights model")
         state.update(ckpt.load_model_state(path, "ema"))
     model.load_state_dict(state)
-    unknown = set(defaults or {}) - set(DEFAULTS)
-    if unknown:
-        raise KinemaError(f"unknown pipeline defaults {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
-    extra: dict = {"_kinema_defaults": {**DEFAULTS, **defaults}} if defaults else {}
+    from kinema.sample.text_encoders import HFTextEncoder, RegisteredTextEncoder
+
+    objective = build_scheduler(cfg.scheduler)
     if text_encoder_by_name:
         if not cfg.text_encoder.name or cfg.text_encoder.pretrained:
             raise KinemaError("text_encoder_by_name needs a registered text encoder built from its name alone "
-                           "(text_encoder.name set, text_encoder.pretrained unset)")
-        extra[TEXT_ENCODER_REF] = {"name": cfg.text_encoder.name, "kwargs": dict(cfg.text_encoder.kwargs)}
-        text_encoder = None
+                              "(text_encoder.name set, text_encoder.pretrained unset)")
+        text_encoder, tokenizer = RegisteredTextEncoder(cfg.text_encoder.name, dict(cfg.text_encoder.kwargs)), None
     else:
-        text_encoder = build_text_encoder(cfg.text_encoder)
-    components = {
-        "transformer": model.eval(),
-        "scheduler": build_scheduler(cfg.scheduler),
-        "vae": build_vae(cfg.vae),
-        # kinema-sample's HF text encoders wrap a transformers model and its tokenizer
-        "text_encoder": getattr(text_encoder, "model", text_encoder),
-        "tokenizer": getattr(text_encoder, "tokenizer", None),
-    }
-    write_folder(Path(output), components, extra=extra)
+        built = build_text_encoder(cfg.text_encoder)
+        # a transformers encoder is stored as diffusers stores one: the model and its tokenizer
+        text_encoder, tokenizer = (built.model, built.tokenizer) if isinstance(built, HFTextEncoder) else (built, None)
+    steps = {"num_inference_steps": objective.config.num_inference_steps}
+    pipe = KinemaVideoPipeline(transformer=model.eval(), scheduler=objective.sampler(), vae=build_vae(cfg.vae),
+                               text_encoder=text_encoder, tokenizer=tokenizer, defaults={**steps, **(defaults or {})},
+                               prediction_type=objective.prediction_type, cfg_channel=objective.config.cfg_channel)
+    pipe.save_pretrained(output)
     return Path(output)

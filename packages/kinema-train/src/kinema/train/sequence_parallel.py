@@ -7,9 +7,10 @@ attention runs unchanged, and the inverse all-to-all restores the frame shards. 
 cross-attention and the MLP are per frame or per token and need no communication. The result is
 exactly the single-device computation (unlike a spatial Ulysses split, nothing is approximated).
 
-Applied with hooks from outside the model: the first block's input is split by frames, every
-block's per-frame arguments (``x_mask``, STDiT's temporal table ``tpe``) are sliced to the local
-frames, and the last block's output is all-gathered.
+Applied from outside the model: every block's ``attn_temp`` becomes a ``SequenceParallelAttention``
+(same parameters, so the same state-dict keys), and hooks split the first block's input by frames,
+slice every block's per-frame arguments (``x_mask``, STDiT's temporal table ``tpe``) to the local
+frames and all-gather the last block's output.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from kinema.core import AttentionBackend, KinemaError, get_registry
+from kinema.dit.layers import Attention
 
 from .comm import all_to_all, gather, local_chunk
 
@@ -34,10 +38,11 @@ def apply_sequence_parallel(model: nn.Module, cp_group) -> nn.Module:
             "sequence parallelism supports the spatial-temporal models (STDiT, STDiT2); "
             f"{type(model).__name__} has no blocks with temporal attention"
         )
-    for i, block in enumerate(blocks):
+    temporal = [SequenceParallelAttention.from_dense(block.attn_temp, cp_group) for block in blocks]  # may refuse
+    for i, (block, attn_temp) in enumerate(zip(blocks, temporal)):
         signature = inspect.signature(block.forward)
         block.register_forward_pre_hook(_FrameShardHook(signature, cp_group, split_x=i == 0), with_kwargs=True)
-        _wrap_temporal_attention(block.attn_temp, cp_group)
+        block.attn_temp = attn_temp
     blocks[-1].register_forward_hook(lambda module, args, out: gather(out, cp_group, dim=1))
     model.sequence_parallel_group = cp_group
     return model
@@ -66,19 +71,49 @@ class _FrameShardHook:
         return bound.args, bound.kwargs
 
 
-def _wrap_temporal_attention(attn: nn.Module, group) -> None:
-    """attn(x [N, T/n, C]) -> all-to-all -> attn([N/n, T, C]) -> all-to-all back."""
-    inner = attn.forward
-    world = dist.get_world_size(group)
+class SequenceParallelAttention(Attention):
+    """Temporal attention over frame-sharded sequences x [N, T/n, C]: an all-to-all re-shards them to
+    [N/n, T, C] (whole sequences), the dense attention runs, and the inverse all-to-all restores the
+    frame shards. Its backend must support context parallelism."""
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def from_dense(cls, dense: Attention, group) -> "SequenceParallelAttention":
+        """Takes over ``dense`` (use this module in its place): its submodules, parameters and settings
+        under the same names, so the state-dict keys do not change."""
+        require_context_parallel(dense.backend, dense.backend_impl)
+        module = cls.__new__(cls)
+        module.__dict__.update(dense.__dict__)
+        module.group = group
+        return module
+
+    def check_backend(self, name: str, impl: AttentionBackend) -> None:
+        super().check_backend(name, impl)
+        require_context_parallel(name, impl)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        pad = -n % world
+        pad = -n % dist.get_world_size(self.group)
         if pad:  # the batch of sequences must split evenly; padded sequences are dropped after
             x = F.pad(x, (0, 0, 0, 0, 0, pad))
-        x = all_to_all(x, group, scatter_dim=0, gather_dim=1)
-        x = inner(x)
-        x = all_to_all(x, group, scatter_dim=1, gather_dim=0)
-        return x[:n]
+        x = all_to_all(x, self.group, scatter_dim=0, gather_dim=1)
+        x = super().forward(x)
+        return all_to_all(x, self.group, scatter_dim=1, gather_dim=0)[:n]
 
-    attn.forward = forward
+
+def require_context_parallel(name: str, impl: AttentionBackend) -> None:
+    if not impl.supports_context_parallel:
+        raise KinemaError(
+            f"attention backend {name!r} does not support context parallelism, which sequence parallelism needs; "
+            f"use one that does ({', '.join(_context_parallel_backends())}) or set parallel.sequence: 1"
+        )
+
+
+def _context_parallel_backends() -> list[str]:
+    names = []
+    for entry in get_registry("attention_backend").entries():
+        try:
+            if entry.obj.supports_context_parallel:
+                names.append(entry.name)
+        except KinemaError:  # a backend that cannot load is no option
+            continue
+    return names

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from kinema.dit.attention import attention
 from kinema.dit.layers import Attention, Mlp, MultiHeadCrossAttention
 
 with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": expected on CPU
@@ -45,6 +44,9 @@ class ColumnLinear(ColumnParallelLinear):
     """Output features split over the TP ranks. ``groups`` > 1 means the dense output is ``groups``
     stacked blocks (q/k/v) and each rank takes its slice of every block, so heads stay whole."""
 
+    # no "_extra_state" entry (megatron's is None, for Transformer Engine): the keys stay nn.Linear's
+    get_extra_state = nn.Module.get_extra_state
+
     def forward(self, x):
         return _as_tokens(super().forward, x)
 
@@ -67,6 +69,8 @@ class ColumnLinear(ColumnParallelLinear):
 
 class RowLinear(RowParallelLinear):
     """Input features split over the TP ranks; the output is all-reduced, then the (full) bias added."""
+
+    get_extra_state = nn.Module.get_extra_state  # as ColumnLinear
 
     def forward(self, x):
         return _as_tokens(super().forward, x)
@@ -114,68 +118,8 @@ def _gather_rows(t: torch.Tensor, groups: int, tp_group) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# attention with the local heads (mirrors kinema.dit.layers.Attention / MultiHeadCrossAttention)
-# ---------------------------------------------------------------------------------------------
-
-
-def _local_heads(num_heads: int, tp: int) -> int:
-    if num_heads % tp:
-        raise ValueError(f"{num_heads} attention heads cannot be split over {tp} tensor-parallel ranks")
-    return num_heads // tp
-
-
-class TensorParallelAttention(nn.Module):
-    """Self-attention computing ``num_heads / tp`` heads per rank; same submodule names as Attention."""
-
-    def __init__(self, dense: Attention, tp_group):
-        super().__init__()
-        tp = dist.get_world_size(tp_group)
-        self.num_heads = _local_heads(dense.num_heads, tp)
-        self.head_dim, self.scale = dense.head_dim, dense.scale
-        self.qkv = ColumnLinear.from_dense(dense.qkv, tp_group, groups=3)
-        self.q_norm, self.k_norm = dense.q_norm, dense.k_norm  # per head_dim: replicated
-        for p in [*self.q_norm.parameters(), *self.k_norm.parameters()]:
-            p.tp_partial_grad = True  # each rank sees only its heads: sum the gradient over TP
-        self.proj = RowLinear.from_dense(dense.proj, tp_group)
-        self.rope, self.rope_before_norm, self.backend = dense.rope, dense.rope_before_norm, dense.backend
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, _ = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if self.rope is not None and self.rope_before_norm:
-            q, k = self.rope(q), self.rope(k)
-        q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope is not None and not self.rope_before_norm:
-            q, k = self.rope(q), self.rope(k)
-        out = attention(q, k, v, backend=self.backend, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim))
-
-
-class TensorParallelCrossAttention(nn.Module):
-    """Cross-attention computing ``num_heads / tp`` heads per rank; same names as MultiHeadCrossAttention."""
-
-    def __init__(self, dense: MultiHeadCrossAttention, tp_group):
-        super().__init__()
-        tp = dist.get_world_size(tp_group)
-        self.num_heads = _local_heads(dense.num_heads, tp)
-        self.head_dim, self.backend = dense.head_dim, dense.backend
-        self.q_linear = ColumnLinear.from_dense(dense.q_linear, tp_group)
-        self.kv_linear = ColumnLinear.from_dense(dense.kv_linear, tp_group, groups=2)
-        self.proj = RowLinear.from_dense(dense.proj, tp_group)
-
-    def forward(self, x, cond, cond_mask=None):
-        B, N, _ = x.shape
-        L = cond.shape[1]
-        q = self.q_linear(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv_linear(cond).view(B, L, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        attn_mask = None if cond_mask is None else cond_mask[:, None, None, :]
-        out = attention(q, k, v, backend=self.backend, attn_mask=attn_mask, scale=self.head_dim**-0.5)
-        return self.proj(out.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim))
-
-
-# ---------------------------------------------------------------------------------------------
-# applying it
+# applying it: the linears are swapped inside the existing modules, whose forward reads the
+# (local) head count from the tensor shapes
 # ---------------------------------------------------------------------------------------------
 
 
@@ -187,15 +131,25 @@ def apply_tensor_parallel(model: nn.Module, tp_group) -> nn.Module:
             f"tensor parallelism supports the PixArt-family models (STDiT, STDiT2, DiT, PixArt); "
             f"{type(model).__name__} has no .blocks"
         )
-    for block in blocks:
-        for name, child in list(block.named_children()):
-            if isinstance(child, Attention):
-                setattr(block, name, TensorParallelAttention(child, tp_group))
-            elif isinstance(child, MultiHeadCrossAttention):
-                setattr(block, name, TensorParallelCrossAttention(child, tp_group))
-            elif isinstance(child, Mlp):
-                child.fc1 = ColumnLinear.from_dense(child.fc1, tp_group)
-                child.fc2 = RowLinear.from_dense(child.fc2, tp_group)
+    tp = dist.get_world_size(tp_group)
+    children = [child for block in blocks for child in block.children()]
+    for child in children:  # check every module before changing any
+        if isinstance(child, (Attention, MultiHeadCrossAttention)) and child.num_heads % tp:
+            raise ValueError(f"{child.num_heads} attention heads cannot be split over {tp} tensor-parallel ranks; "
+                             f"choose a tensor-parallel size that divides {child.num_heads}")
+    for child in children:
+        if isinstance(child, Attention):
+            child.qkv = ColumnLinear.from_dense(child.qkv, tp_group, groups=3)
+            child.proj = RowLinear.from_dense(child.proj, tp_group)
+            for p in [*child.q_norm.parameters(), *child.k_norm.parameters()]:
+                p.tp_partial_grad = True  # per head_dim, replicated; each rank sees only its heads
+        elif isinstance(child, MultiHeadCrossAttention):
+            child.q_linear = ColumnLinear.from_dense(child.q_linear, tp_group)
+            child.kv_linear = ColumnLinear.from_dense(child.kv_linear, tp_group, groups=2)
+            child.proj = RowLinear.from_dense(child.proj, tp_group)
+        elif isinstance(child, Mlp):
+            child.fc1 = ColumnLinear.from_dense(child.fc1, tp_group)
+            child.fc2 = RowLinear.from_dense(child.fc2, tp_group)
     return model
 
 

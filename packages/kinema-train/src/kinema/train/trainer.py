@@ -18,9 +18,10 @@ from typing import Optional
 import torch
 
 from kinema.core import KinemaError
+from kinema.dit.contract import aspect_condition, size_conditions
 
 from . import checkpoint as ckpt
-from .components import ModelInputs, build_model, build_scheduler, build_text_encoder, build_vae, move
+from .components import build_model, build_scheduler, build_text_encoder, build_vae, move
 from .config import TrainConfig
 from .data import BatchStream, StreamPosition
 from .distributed import ParallelContext, init_parallel
@@ -49,15 +50,16 @@ class Trainer:
         random.seed(cfg.optim.seed)
         self.device = self.ctx.device
 
+        aspect_condition(1, 1, cfg.model.ar_convention)  # a bad convention fails before any model is built
         self.model = build_model(cfg.model).to(self.device)
-        self.inputs = ModelInputs(self.model)
+        self.contract = self.model.contract()
         self.scheduler = build_scheduler(cfg.scheduler)
         self.vae = move(build_vae(cfg.vae), self.device)
         self.text_encoder = move(build_text_encoder(cfg.text_encoder), self.device)
         self.masks = MaskGenerator(cfg.data.mask_ratios) if cfg.data.mask_ratios else None
-        if self.masks is not None and not self.inputs.frame_mask:
+        if self.masks is not None and not self.contract.frame_mask:
             raise KinemaError(f"data.mask_ratios needs a model with frame masks (x_mask); {cfg.model.name} has none")
-        if cfg.data.use_image_num and not self.inputs.image_frames:
+        if cfg.data.use_image_num and not self.contract.image_frames:
             raise KinemaError(f"data.use_image_num needs a joint image-video model (Latte); "
                 f"{cfg.model.name} is not one")
 
@@ -137,23 +139,20 @@ class Trainer:
         gens = [torch.Generator().manual_seed(_sample_seed(self.cfg.optim.seed, step, first + i)) for i in range(B)]
         rngs = [random.Random(_sample_seed(self.cfg.optim.seed, step, first + i)) for i in range(B)]
 
-        kwargs: dict = {"y": y}
-        if y_mask is not None:
-            kwargs["mask"] = y_mask
         drop = torch.tensor([r.random() < self.cfg.data.caption_dropout for r in rngs], device=self.device)
-        if self.inputs.force_drop:
-            kwargs["force_drop_ids"] = drop.long()
-        elif drop.any():  # models without a null caption: zero features stand for "no caption"
-            kwargs["y"] = torch.where(drop[:, None, None, None], torch.zeros_like(y), y)
-        if self.inputs.size_conditions:
-            for key in ("num_frames", "height", "width", "ar", "fps"):
-                kwargs[key] = batch[key].to(self.device)
+        if not self.contract.caption_dropout and drop.any():  # no null caption: zero features mean "no caption"
+            y = torch.where(drop[:, None, None, None], torch.zeros_like(y), y)
+        sizes = None
+        if self.contract.size_conditions:
+            sizes = size_conditions(*(batch[k].to(self.device) for k in ("num_frames", "height", "width", "fps")),
+                                    ar_convention=self.cfg.model.ar_convention)
         n_img = self.cfg.data.use_image_num
         if n_img:  # joint image-video (Latte): still frames of the clip appended after the video frames
             picks = [torch.tensor([r.randrange(x0.shape[2]) for _ in range(n_img)]) for r in rngs]
             images = torch.stack([x0[i][:, picks[i]] for i in range(B)])
             x0 = torch.cat([x0, images], dim=2)
-            kwargs["use_image_num"] = n_img
+        kwargs = self.model.model_inputs(y, y_mask, sizes=sizes, image_frames=n_img,
+                                         drop=drop if self.contract.caption_dropout else None)
         frame_mask = None
         if self.masks is not None:
             frame_mask = torch.stack([self.masks.frame_mask(x0.shape[2], r) for r in rngs]).to(self.device)
@@ -161,12 +160,18 @@ class Trainer:
         noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(self.device)
         return x0, t, noise, kwargs, frame_mask
 
+    def model_fn(self, inputs: dict):
+        """The model as the training objective calls it: (x_t, t, frame mask) with this batch's conditions."""
+        def fn(x, t, frame_mask):
+            return self.model(x, t, **inputs, **self.model.frame_mask_argument(frame_mask))
+
+        return fn
+
     def loss(self, batch: dict, step: int) -> torch.Tensor:
         """Mean loss over this rank's samples (with autograd graph)."""
         x0, t, noise, kwargs, frame_mask = self.prepare(batch, step)
         with self._autocast():
-            losses = self.scheduler.training_losses(self.model, x0, t, model_kwargs=kwargs, mask=frame_mask,
-                                                    noise=noise)
+            losses = self.scheduler.training_losses(self.model_fn(kwargs), x0, t, mask=frame_mask, noise=noise)
         return losses["loss"].float().mean()
 
     def train_step(self, batch: dict, step: int) -> tuple[float, float]:
@@ -311,7 +316,7 @@ class Trainer:
                 x0, t, noise, kwargs, _ = self.prepare(batch, step=-seed)
             finally:
                 self.cfg.data.caption_dropout, self.masks = saved[0], saved[1]
-            losses = self.scheduler.training_losses(self.model, x0, t, model_kwargs=kwargs, noise=noise)
+            losses = self.scheduler.training_losses(self.model_fn(kwargs), x0, t, noise=noise)
             return losses["loss"].float().mean().item()
         finally:
             self.model.train(was_training)

@@ -1,24 +1,20 @@
-"""Schedulers: each one owns the training side (noise, target, loss) and the sampling loop.
+"""Training objectives (IDDPM, rectified flow) and diffusers' samplers by name.
 
-Look them up by name (``lookup("scheduler", "ddim")(**config)``) or use the classes directly.
-The contract is documented in :mod:`kinema.sample.schedulers.base`.
+``lookup("scheduler", name)`` gives a training objective (``iddpm``, ``rflow``; what kinema-train trains with,
+each naming its sampler with ``sampler()``) or a diffusers scheduler factory (``ddim``, ``dpm-solver``, ``pndm``,
+``euler``, ``euler-a``, ``heun``, ``unipc``, ``ddpm``). See :mod:`kinema.sample.schedulers.base`.
 """
 
-from .base import Guidance, HeldFrames, KinemaScheduler, guided, mean_flat
-from .diffusers_wrappers import DDIMSampler, DPMSolverSampler
-from .iddpm import IDDPMScheduler, space_timesteps
+from .base import TrainingObjective, mean_flat
+from .iddpm import IDDPMScheduler
 from .rflow import RectifiedFlowScheduler
-
+from .samplers import EPSILON_SAMPLERS, epsilon_sampler
 
 __all__ = [
-    "DDIMSampler",
-    "DPMSolverSampler",
-    "Guidance",
-    "HeldFrames",
+    "EPSILON_SAMPLERS",
     "IDDPMScheduler",
-    "KinemaScheduler",
     "RectifiedFlowScheduler",
-    "guided",
+    "TrainingObjective",
+    "epsilon_sampler",
     "mean_flat",
-    "space_timesteps",
 ]

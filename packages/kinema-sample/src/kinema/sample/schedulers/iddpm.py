@@ -3,8 +3,9 @@
 1000-step linear beta schedule (1e-4 .. 0.02), epsilon prediction with a learned-range variance
 (the model returns 2C channels: epsilon and v in [-1, 1]; log sigma^2 interpolates between
 log beta_t and the clipped posterior log variance), the hybrid loss MSE + variational bound
-(the bound sees a detached epsilon, so only the variance head learns from it), respacing to N
-ancestral steps, and Open-Sora 1.1's masked training and sampling.
+(the bound sees a detached epsilon, so only the variance head learns from it) and Open-Sora 1.1's
+masked training. Sampling is diffusers' ``DDPMScheduler(variance_type="learned_range")`` on respaced
+timesteps (``sampler()``), which computes what upstream's respaced ancestral sampler does.
 """
 
 from __future__ import annotations
@@ -12,20 +13,10 @@ from __future__ import annotations
 import math
 
 import torch
+from diffusers import DDPMScheduler
 from diffusers.configuration_utils import register_to_config
 
-from .base import (
-    Guidance,
-    ModelFn,
-    KinemaScheduler,
-    StepCallback,
-    extract,
-    frames_to_5d,
-    mean_flat,
-    noise_like,
-    progress_iter,
-    split_prediction,
-)
+from .base import ModelFn, TrainingObjective, extract, mean_flat, split_prediction
 
 # --------------------------------------------------------------------------------------------
 # Schedules and respacing
@@ -36,48 +27,6 @@ def linear_betas(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: 
     """Linear betas, scaled so any step count spans the same diffusion as 1000 steps (float64)."""
     scale = 1000 / num_timesteps
     return torch.linspace(beta_start * scale, beta_end * scale, num_timesteps, dtype=torch.float64)
-
-
-def space_timesteps(num_timesteps: int, section_counts: str | int | list[int]) -> list[int]:
-    """Timesteps kept when respacing: ``"100"`` -> 100 evenly strided steps 0..999 (rounded);
-    ``"10,15"`` -> 10 steps from the first half and 15 from the second; ``"ddim50"`` -> a
-    constant integer stride giving exactly 50 steps."""
-    if isinstance(section_counts, str) and section_counts.startswith("ddim"):
-        wanted = int(section_counts[len("ddim"):])
-        for stride in range(1, num_timesteps):
-            if len(range(0, num_timesteps, stride)) == wanted:
-                return list(range(0, num_timesteps, stride))
-        raise ValueError(f"cannot take exactly {wanted} steps from {num_timesteps} with an integer stride")
-    if isinstance(section_counts, int):
-        counts = [section_counts]
-    elif isinstance(section_counts, str):
-        counts = [int(c) for c in section_counts.split(",")]
-    else:
-        counts = list(section_counts)
-    size_per, extra = divmod(num_timesteps, len(counts))
-    kept: list[int] = []
-    start = 0
-    for i, count in enumerate(counts):
-        size = size_per + (1 if i < extra else 0)
-        if count > size or count < 1:
-            raise ValueError(f"cannot take {count} steps from a section of {size} steps")
-        stride = 1.0 if count == 1 else (size - 1) / (count - 1)
-        position = 0.0
-        for _ in range(count):  # accumulate like the reference so rounding ties land identically
-            kept.append(start + round(position))
-            position += stride
-        start += size
-    return sorted(set(kept))
-
-
-def respaced_betas(betas: torch.Tensor, kept: list[int]) -> torch.Tensor:
-    """Betas of the shorter chain that visits only ``kept`` steps with the same alpha-bar there."""
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    new, last = [], 1.0
-    for i in kept:
-        new.append(1.0 - alphas_cumprod[i].item() / last)
-        last = alphas_cumprod[i].item()
-    return torch.tensor(new, dtype=torch.float64)
 
 
 class DiffusionTables:
@@ -155,7 +104,7 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 # --------------------------------------------------------------------------------------------
 
 
-class IDDPMScheduler(KinemaScheduler):
+class IDDPMScheduler(TrainingObjective):
     """Improved DDPM (learned-range variance, hybrid loss, respaced ancestral sampling)."""
 
     @register_to_config
@@ -170,10 +119,10 @@ class IDDPMScheduler(KinemaScheduler):
     def training_target(self, x_start, noise, t):
         return noise
 
-    def training_losses(self, model_fn: ModelFn, x_start, t, model_kwargs=None, mask=None, noise=None):
+    def training_losses(self, model_fn: ModelFn, x_start, t, mask=None, noise=None):
         noise = torch.randn_like(x_start) if noise is None else noise
-        x_t, model_kwargs = self._noised_input(x_start, noise, t, model_kwargs, mask)
-        eps, v = split_prediction(model_fn(x_t, t, **model_kwargs), x_start.shape[1])
+        x_t, mask = self._noised_input(x_start, noise, t, mask)
+        eps, v = split_prediction(model_fn(x_t, t, mask), x_start.shape[1])
         mse = mean_flat((noise - eps.float()) ** 2, mask)
         if not self.config.learn_sigma:
             return {"loss": mse, "mse": mse}
@@ -192,41 +141,12 @@ class IDDPMScheduler(KinemaScheduler):
         nll = -mean_flat(discretized_gaussian_log_likelihood(x_start.float(), mean, 0.5 * log_var), mask)
         return torch.where(t.to(kl.device) == 0, nll / math.log(2.0), kl)
 
-    # sampling side ---------------------------------------------------------------------------
-    def inference_timesteps(self, num_inference_steps: int | None = None) -> list[int]:
-        """Original-chain timesteps visited when sampling with N respaced steps (ascending)."""
-        n = num_inference_steps or self.config.num_inference_steps
-        return space_timesteps(self.config.num_train_timesteps, str(n))
-
-    def sample(self, model_fn: ModelFn, z, model_kwargs=None, guidance: Guidance | None = None, mask=None,
-               num_inference_steps=None, generator=None, progress=False, callback: StepCallback | None = None):
-        kept = self.inference_timesteps(num_inference_steps)
-        tables = DiffusionTables(respaced_betas(self.train_tables.betas, kept))
-        timestep_map = torch.tensor(kept, dtype=torch.long, device=z.device)
-        channels = z.shape[1]
-        model = self.guided_model(model_fn, guidance, channels)
-        model_kwargs = dict(model_kwargs or {})
-        b, n = z.shape[0], tables.num_timesteps
-        x = z.float()
-        mask_steps = None if mask is None else (mask.to(z.device).float() * n).int()  # step at which a frame starts
-        for step, i in enumerate(progress_iter(range(n - 1, -1, -1), progress, total=n)):
-            t = torch.full((b,), i, dtype=torch.long, device=z.device)
-            if mask_steps is not None:
-                # frames whose start step is now get re-noised; earlier ones are held at the reference
-                x_ref = x
-                renoised = tables.q_sample(x_ref, t, noise_like(x, generator))
-                x = torch.where(frames_to_5d(mask_steps == i), renoised, x_ref)
-                model_kwargs["x_mask"] = mask_steps > i
-            eps, v = split_prediction(model(x, timestep_map[t], **model_kwargs), channels)
-            if v is None:  # fixed large variance without a learned head
-                v = torch.ones_like(eps)
-            mean, log_var, _ = tables.p_mean_variance(eps, v, x, t)
-            noise = noise_like(x, generator)
-            x_next = mean + (0.0 if i == 0 else 1.0) * torch.exp(0.5 * log_var) * noise
-            if mask_steps is not None:
-                x_next = torch.where(frames_to_5d(mask_steps < i), x_ref, x_next)
-            x = x_next
-            if callback is not None:
-                replaced = callback(step, timestep_map[i], x)
-                x = replaced if replaced is not None else x
-        return x
+    # sampling: diffusers' DDPM on the same chain -----------------------------------------------
+    def sampler(self) -> DDPMScheduler:
+        """Ancestral sampling as Open-Sora's IDDPM does it: evenly spaced respaced steps (``linspace``: upstream's
+        "100" spacing), learned-range variance, no clipping of the predicted x_0."""
+        c = self.config
+        return DDPMScheduler(num_train_timesteps=c.num_train_timesteps, beta_start=c.beta_start,
+                             beta_end=c.beta_end, beta_schedule="linear", prediction_type="epsilon",
+                             variance_type="learned_range" if c.learn_sigma else "fixed_large",
+                             clip_sample=False, timestep_spacing="linspace")

@@ -9,24 +9,18 @@ high noise (k > 1 for large videos).
 from __future__ import annotations
 
 import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.configuration_utils import register_to_config
 
-from .base import (
-    Guidance,
-    HeldFrames,
-    ModelFn,
-    KinemaScheduler,
-    StepCallback,
-    noise_like,
-    progress_iter,
-    split_prediction,
-)
+from .base import TrainingObjective
 
 TIMESTEP_SAMPLING = ("uniform", "logit-normal")
 
 
-class RectifiedFlowScheduler(KinemaScheduler):
-    """Rectified flow: linear noise path, velocity target, Euler sampling."""
+class RectifiedFlowScheduler(TrainingObjective):
+    """Rectified flow: linear noise path, velocity target (x_0 - eps), Euler sampling."""
+
+    prediction_type = "flow"
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, num_inference_steps: int = 30,
@@ -58,35 +52,8 @@ class RectifiedFlowScheduler(KinemaScheduler):
     def training_target(self, x_start, noise, t):
         return x_start - noise
 
-    # sampling side ---------------------------------------------------------------------------
-    def inference_timesteps(self, num_inference_steps: int | None = None) -> torch.Tensor:
-        """Descending timesteps in (0, 1000]; the last Euler step goes to level 0."""
-        n = num_inference_steps or self.config.num_inference_steps
-        s = 1.0 - torch.arange(n, dtype=torch.float64) / n
-        return (self.shifted(s) * self.config.num_train_timesteps).float()
-
-    def sample(self, model_fn: ModelFn, z, model_kwargs=None, guidance: Guidance | None = None, mask=None,
-               num_inference_steps=None, generator=None, progress=False, callback: StepCallback | None = None):
-        total = self.config.num_train_timesteps
-        timesteps = self.inference_timesteps(num_inference_steps).to(z.device)
-        channels = z.shape[1]
-        model = self.guided_model(model_fn, guidance, channels)
-        model_kwargs = dict(model_kwargs or {})
-        x = z.float()
-        held = None if mask is None else HeldFrames(mask, z.float())
-        for step, t in enumerate(progress_iter(timesteps, progress, total=len(timesteps))):
-            tb = t.expand(x.shape[0])
-            if held is not None:
-                x, active = held.before(x, float(t) / total,
-                                        lambda ref, tb=tb: self.add_noise(ref, noise_like(ref, generator), tb),
-                                        inclusive=True)
-                model_kwargs["x_mask"] = active
-            v, _ = split_prediction(model(x, tb, **model_kwargs), channels)
-            t_next = timesteps[step + 1] if step + 1 < len(timesteps) else torch.zeros_like(t)
-            x = x + (t - t_next) / total * v.float()
-            if held is not None:
-                x = held.after(x, active)
-            if callback is not None:
-                replaced = callback(step, t, x)
-                x = replaced if replaced is not None else x
-        return x
+    # sampling: diffusers' flow-matching Euler with the same shift --------------------------------
+    def sampler(self) -> FlowMatchEulerDiscreteScheduler:
+        """Euler steps from level 1 to 0; the pipeline passes the sigmas 1 - i/n and this shift bends them."""
+        c = self.config
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=c.num_train_timesteps, shift=c.shift)

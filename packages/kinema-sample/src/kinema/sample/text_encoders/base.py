@@ -11,6 +11,8 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.modeling_utils import ModelMixin
 from kinema.core import KinemaError
 
 
@@ -57,6 +59,10 @@ class HFTextEncoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     def to(self, device):
         self.model.to(device)
         return self
@@ -78,3 +84,17 @@ class HFTextEncoder:
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
         return TextEmbedding(y=hidden[:, None].float(), mask=mask)
+
+
+class KinemaTextEncoder(ModelMixin, ConfigMixin):
+    """A pipeline text encoder that encodes prompts itself (class labels, unconditional, registered ones).
+
+    A transformers model (T5, CLIP, BERT) with its tokenizer is the other kind of pipeline text encoder; the
+    pipeline wraps it in :class:`HFTextEncoder`.
+    """
+
+    max_length: int
+    hidden_size: int
+
+    def encode(self, prompts, allow_empty: bool = False) -> TextEmbedding:
+        raise NotImplementedError

@@ -7,15 +7,15 @@ Both return one token per sample ([B, 1, 1, C]), so a cross-attention DiT trains
 from __future__ import annotations
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  diffusers' loader finds the base class here
 from kinema.core import KinemaError
 from torch import nn
 
-from .base import TextEmbedding, check_prompts
+from .base import KinemaTextEncoder, TextEmbedding, check_prompts
 
 
-class ClassLabelEncoder(ModelMixin, ConfigMixin):
+class ClassLabelEncoder(KinemaTextEncoder):
     """A learned embedding per class; prompts are class names (or their indices as text).
 
     Row ``num_classes`` is the learned null class, used for guidance.
@@ -54,7 +54,7 @@ class ClassLabelEncoder(ModelMixin, ConfigMixin):
         return TextEmbedding(y=y, mask=torch.ones(len(prompts), 1, dtype=torch.long, device=y.device))
 
 
-class UnconditionalEncoder(ModelMixin, ConfigMixin):
+class UnconditionalEncoder(KinemaTextEncoder):
     """No conditioning: every prompt (even an empty one) maps to the same all-zero token."""
 
     @register_to_config
