@@ -27,7 +27,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_models(register):
-    """Diffusion transformers: ``register("STDiT-XL/2", factory)``; factory(**config) -> nn.Module."""
+    """Diffusion transformers: ``register("STDiT-XL/2", factory)``; factory(**config) -> a diffusers ``ModelMixin``
+    that implements ``kinema.dit.contract.VideoModel`` (what it takes: ``contract()``, ``null_caption()``), which is
+    how the pipeline and the trainer call it."""
 
 
 @hookspec

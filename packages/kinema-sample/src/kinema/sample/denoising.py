@@ -19,13 +19,26 @@ from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
+from diffusers import (
+    DDPMParallelScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepInverseScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FlowMatchHeunDiscreteScheduler,
+    SASolverScheduler,
+)
 from diffusers.utils.torch_utils import randn_tensor
 
 from kinema.core import KinemaError
 
 PREDICTION_TYPES = ("epsilon", "flow")
 FLOW_SCHEDULERS = (FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler)
+LEARNED_VARIANCE_SCHEDULERS = (DDPMScheduler, DDPMParallelScheduler)
+# these read a learned variance_type as DeepFloyd IF's layout (3 image channels + their variance)
+THREE_CHANNEL_VARIANCE_SCHEDULERS = (DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler,
+                                     DPMSolverMultistepInverseScheduler, SASolverScheduler)
 
 
 def is_flow_scheduler(scheduler) -> bool:
@@ -47,6 +60,16 @@ def check_scheduler(scheduler, prediction_type: str) -> None:
     if prediction_type == "epsilon" and scheduler.config.get("prediction_type", "epsilon") != "epsilon":
         raise KinemaError(f"{name} is configured with prediction_type={scheduler.config.prediction_type!r}; "
                           "this model predicts epsilon: build the scheduler with prediction_type='epsilon'")
+
+
+def adopt_scheduler(scheduler):
+    """The scheduler the loop will drive. ``X.from_config(pipe.scheduler.config)`` copies the IDDPM sampler's
+    ``variance_type="learned_range"``; DPM-Solver and SA-Solver would read it as DeepFloyd IF's 3-channel layout
+    and cut our latents to 3 channels, so for them it is dropped (the loop hands them epsilon only)."""
+    if isinstance(scheduler, THREE_CHANNEL_VARIANCE_SCHEDULERS) and \
+            scheduler.config.get("variance_type") in ("learned", "learned_range"):
+        return type(scheduler).from_config(scheduler.config, variance_type=None)
+    return scheduler
 
 
 def set_timesteps(scheduler, num_inference_steps: int, device) -> torch.Tensor:
@@ -90,7 +113,9 @@ def scheduler_input(output: torch.Tensor, channels: int, prediction_type: str, s
                           "expected C or 2C (with a variance head)")
     if prediction_type == "flow":
         return -output[:, :channels]  # Open-Sora predicts x_0 - eps; diffusers' flow schedulers step along eps - x_0
-    learned = scheduler.config.get("variance_type") in ("learned", "learned_range")
+    # only diffusers' DDPM steps take the variance head (other schedulers may carry a copied variance_type)
+    learned = isinstance(scheduler, LEARNED_VARIANCE_SCHEDULERS) and scheduler.config.variance_type in (
+        "learned", "learned_range")
     if learned and output.shape[1] == channels:
         raise KinemaError(f"{type(scheduler).__name__} uses a learned variance but the transformer has no variance "
                           "head (pred_sigma=False); use variance_type='fixed_small'")

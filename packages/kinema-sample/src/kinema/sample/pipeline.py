@@ -96,6 +96,8 @@ class KinemaVideoPipeline(DiffusionPipeline):
         self._num_timesteps = 0
 
     def __setattr__(self, name, value):
+        if name == "scheduler" and value is not None:
+            value = denoising.adopt_scheduler(value)
         super().__setattr__(name, value)
         # diffusers records a component's library from its module path, and takes kinema.dit.* for its own
         # "dit" pipelines; record kinema classes by their full module, which is what its loader imports

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import yaml
 
 from kinema.core import KinemaError
+from kinema.dit.contract import AR_CONVENTIONS
 
 
 @dataclass
@@ -227,5 +228,8 @@ def validate(config: TrainConfig) -> None:
     if not 0 <= o.decay_steps <= o.max_steps or not 0 <= o.min_lr_factor <= 1:
         raise KinemaError(f"optim.decay_steps={o.decay_steps} must be in [0, max_steps={o.max_steps}] and "
                        f"optim.min_lr_factor={o.min_lr_factor} in [0, 1]")
+    if config.model.ar_convention not in AR_CONVENTIONS:
+        raise KinemaError(f"model.ar_convention={config.model.ar_convention!r}; use {' or '.join(AR_CONVENTIONS)} "
+                          "(height/width unless fine-tuning Open-Sora 1.1's released weights)")
     if not 0 <= o.ema_decay < 1:
         raise KinemaError(f"optim.ema_decay={o.ema_decay} must be in [0, 1)")
