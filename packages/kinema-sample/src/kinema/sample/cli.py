@@ -68,6 +68,9 @@ def load_pipeline(model: str | None, device: str | None):
         raise KinemaError(f"no model: pass --model PIPELINE_DIR (or set {MODEL_ENV}). A pipeline folder holds "
                        "model_index.json with transformer/, vae/, text_encoder/, tokenizer/, scheduler/; "
                        "`python -m kinema.sample.testing DIR` writes a tiny random one (it generates noise)")
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components": noise on a command line
     pipe = KinemaVideoPipeline.from_pretrained(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return pipe.to(device), model
@@ -88,8 +91,10 @@ def load_pipeline(model: str | None, device: str | None):
 @click.option("--resolution", default=None, help="table name (144p 240p 360p 480p 720p 1080p 256 512 1024) or HxW")
 @click.option("--aspect-ratio", default=None, help="height:width as in Open-Sora (9:16 = landscape) or h/w (0.56)")
 @click.option("--fps", type=float, default=None, help="frame rate the model is conditioned on and the file plays at")
-@click.option("--scheduler", default=None, help="scheduler name (iddpm, ddim, dpm-solver, rflow, or a plugin's)")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="sampling steps (scheduler default)")
+@click.option("--scheduler", default=None,
+              help="scheduler by name: iddpm, ddim, dpm-solver, pndm, euler, euler-a, heun, unipc, ddpm "
+              "(noise-predicting models), rflow (rectified-flow models), or a plugin's")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="sampling steps (the pipeline's default)")
 @click.option("--cfg", type=float, default=None, help="classifier-free guidance scale (pipeline default)")
 @click.option("--reference", multiple=True,
               help="reference image/video; repeat or separate with ';' (ref_id counts from 0)")
@@ -118,7 +123,7 @@ def sample_command(prompt, output, prompt_file, negative_prompt, model, batch_si
     if pipe.config.random_init:
         click.echo(f"warning: {model} is a randomly initialised test pipeline: its videos are noise", err=True)
     if cpu_offload:
-        pipe.enable_model_cpu_offload(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        pipe.enable_model_cpu_offload(device=device)  # without a GPU or --device: a message, not a slow no-op
     if vae_tiling:
         pipe.enable_vae_tiling()
     if scheduler:

@@ -29,6 +29,7 @@ from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from torch.utils._pytree import tree_map
 from kinema.core import KinemaError, lookup
 from kinema.dit.contract import VideoModel, size_conditions
 
@@ -198,7 +199,8 @@ class KinemaVideoPipeline(DiffusionPipeline):
     def enable_sequential_cpu_offload(self, gpu_id: int | None = None, device: str | torch.device | None = None
                                       ) -> None:
         """Keep every weight in CPU memory and move each layer's own weights to ``device`` only while that layer
-        runs: the least memory, the slowest."""
+        runs: the least memory, the slowest. Buffers (position tables, rotary frequencies: small, and read by
+        methods other than forward) stay on ``device``, as accelerate's offload keeps them."""
         self._offload_device = _offload_target(gpu_id, device, "enable_sequential_cpu_offload")
         self.to("cpu")
         self._remove_sequential_hooks()
@@ -206,6 +208,9 @@ class KinemaVideoPipeline(DiffusionPipeline):
         for component in (self.transformer, self.vae, self.text_encoder):
             if isinstance(component, torch.nn.Module):
                 for module in component.modules():
+                    for name, buffer in module._buffers.items():
+                        if buffer is not None:
+                            module._buffers[name] = buffer.to(self._offload_device)
                     self._sequential_hooks += _layer_offload_hooks(module, self._offload_device)
 
     def disable_cpu_offload(self) -> None:
@@ -504,19 +509,22 @@ def _offload_target(gpu_id, device, what: str) -> torch.device:
 
 
 def _layer_offload_hooks(module: torch.nn.Module, device: torch.device) -> list:
-    """Hooks moving ``module``'s own weights (not its children's) to ``device`` for its forward and back after."""
-    own = [*module._parameters.values(), *module._buffers.values()]
-    if not any(t is not None for t in own):
+    """Hooks moving ``module``'s own parameters (not its children's) and its tensor inputs to ``device`` for its
+    forward, and the parameters back after it (accelerate's sequential offload, without accelerate)."""
+    if not any(p is not None for p in module._parameters.values()):
         return []
 
-    def move(to):
-        for tensors in (module._parameters, module._buffers):
-            for tensor in tensors.values():
-                if tensor is not None:
-                    tensor.data = tensor.data.to(to)
+    def move_weights(to):
+        for param in module._parameters.values():
+            if param is not None:
+                param.data = param.data.to(to)
 
-    return [module.register_forward_pre_hook(lambda *_: move(device)),
-            module.register_forward_hook(lambda *_: move("cpu"))]
+    def before(_, args, kwargs):
+        move_weights(device)
+        return tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, (args, kwargs))
+
+    return [module.register_forward_pre_hook(before, with_kwargs=True),
+            module.register_forward_hook(lambda *_: move_weights("cpu"))]
 
 
 def _given_embeddings(embeds: torch.Tensor, mask: torch.Tensor | None, name: str) -> TextEmbedding:
