@@ -20,7 +20,7 @@ import time
 import torch
 
 CONFIG = [
-    "model.name=STDiT2-XL/2",
+    "model.name=STDiT2-S/2",
     "model.kwargs={hidden_size: 192, depth: 4, num_heads: 6, in_channels: 3, caption_channels: 32, "
     "model_max_length: 16, input_sq_size: 32}",
     "text_encoder.name=tiny-t5", "text_encoder.kwargs={max_length: 16, hidden_size: 32}",

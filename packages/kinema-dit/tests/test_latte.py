@@ -230,3 +230,15 @@ def test_flavour_is_registered_as_a_model():
     model = lookup("model", "LatteT2V-XL/122")(num_layers=1, num_attention_heads=2, attention_head_dim=8,
                                               caption_channels=12, sample_size=8)
     assert isinstance(model, LatteT2V) and model.config.out_channels == 8
+
+
+@pytest.mark.parametrize("size,layers,heads,head_dim", [("S", 12, 6, 64), ("B", 12, 12, 64), ("L", 24, 16, 64),
+                                                        ("XL", 28, 16, 72)])
+def test_flavours_come_in_dit_sizes(size, layers, heads, head_dim):
+    from kinema.core import lookup
+
+    with torch.device("meta"):
+        model = lookup("model", f"LatteT2V-{size}/122")()
+    c = model.config
+    assert (c.num_layers, c.num_attention_heads, c.attention_head_dim) == (layers, heads, head_dim)
+    assert (c.patch_size, c.out_channels, c.caption_channels) == (2, 8, 4096)

@@ -4,6 +4,7 @@ import torch
 from kinema.core import KinemaError, UnknownNameError
 from kinema.dit.layers import (
     Attention,
+    BlockInputs,
     MultiHeadCrossAttention,
     PatchEmbed3D,
     RMSNorm,
@@ -11,6 +12,7 @@ from kinema.dit.layers import (
     caption_mask,
     check_attention_backend,
     frame_modulation,
+    run_blocks,
     t2i_modulate,
     unpatchify,
 )
@@ -151,6 +153,48 @@ def test_frame_modulation_selects_t0_for_given_frames():
     # without a mask: one vector per sample, broadcast over frames; [B, C] inputs broadcast over the table rows
     shift, scale = frame_modulation(torch.randn(2, 4), torch.randn(2, 4))
     assert shift.shape == (2, 1, 1, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# block inputs and the block loop
+# ---------------------------------------------------------------------------------------------
+
+
+def test_block_inputs_map_only_the_per_frame_fields():
+    y, t_mod, t0_mod = torch.randn(2, 6, 8), torch.randn(2, 48), torch.randn(2, 48)
+    x_mask, tpe = torch.tensor([[True, False, True, True]] * 2), torch.randn(1, 4, 8)
+    inputs = BlockInputs(y, None, t_mod, t0_mod, x_mask=x_mask, tpe=tpe)
+    seen = []
+
+    def last_two_frames(value, axis):
+        seen.append(axis)
+        return value.narrow(axis, 2, 2)
+
+    local = inputs.map_frames(last_two_frames)
+    assert seen == [1, 1]
+    assert torch.equal(local.x_mask, x_mask[:, 2:]) and torch.equal(local.tpe, tpe[:, 2:])
+    assert local.y is y and local.t_mod is t_mod and local.t0_mod is t0_mod  # the rest is shared, not copied
+    assert inputs.x_mask is x_mask  # the original is left as it was
+    assert BlockInputs(y, None, t_mod).map_frames(last_two_frames).x_mask is None and len(seen) == 2
+
+
+class _Model(torch.nn.Module):
+    gradient_checkpointing = False
+
+    def _gradient_checkpointing_func(self, block, *args):
+        self.checkpointed.append(block)
+        return block(*args)
+
+
+def test_run_blocks_checkpoints_each_block_only_when_enabled_and_grad_is_on():
+    model, blocks = _Model(), [lambda x, k: x * k, lambda x, k: x + k]
+    model.checkpointed = []
+    assert run_blocks(model, blocks, torch.tensor(2.0), 3.0) == 9.0 and model.checkpointed == []
+    model.gradient_checkpointing = True
+    assert run_blocks(model, blocks, torch.tensor(2.0), 3.0) == 9.0 and model.checkpointed == blocks
+    with torch.no_grad():
+        run_blocks(model, blocks, torch.tensor(2.0), 3.0)
+    assert len(model.checkpointed) == 2
 
 
 def test_patch_embed_pads_right_then_convolves():

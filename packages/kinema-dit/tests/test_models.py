@@ -129,3 +129,38 @@ def test_flavours_are_registered_by_name(name, cls, tiny):
     factory = lookup("model", name)
     model = factory(**{**tiny, "depth": 1})  # overrides apply on top of the flavour
     assert isinstance(model, cls) and len(model.blocks) == 1
+
+
+# DiT's sizes: (depth, hidden size, heads); STDiT2's L is 1056 wide (a multiple of 3, 16 heads of even width);
+# T is kinema's tiny size
+SIZES = {"T": (6, 144, 4), "S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("family,cls", [("STDiT", STDiT), ("STDiT2", STDiT2), ("DiT", DiT), ("PixArt", PixArt)])
+def test_every_family_comes_in_dit_sizes(family, cls, size):
+    depth, hidden, heads = (24, 1056, 16) if (family, size) == ("STDiT2", "L") else SIZES[size]
+    with torch.device("meta"):
+        model = lookup("model", f"{family}-{size}/2")()
+    assert type(model) is cls
+    assert (model.config.depth, model.config.hidden_size, model.config.num_heads) == (depth, hidden, heads)
+    assert len(model.blocks) == depth and model.blocks[0].attn.head_dim == hidden // heads
+
+
+def test_flavour_defaults_are_the_familys_own_whatever_the_size():
+    with torch.device("meta"):
+        stdit2, dit = lookup("model", "STDiT2-S/2")(), lookup("model", "DiT-B/2")()
+    assert stdit2.config.qk_norm and stdit2.config.input_sq_size == 512 and stdit2.config.model_max_length == 200
+    assert tuple(dit.config.input_size) == (16, 32, 32) and tuple(dit.config.patch_size) == (1, 2, 2)
+
+
+def test_a_shrunk_flavour_is_the_same_model_whatever_size_it_names(tiny):
+    """A config that overrides depth, width and heads builds the same model from any size's name."""
+    kwargs = {**tiny, "qk_norm": True, "input_sq_size": 32}
+    torch.manual_seed(0)
+    xl = lookup("model", "STDiT2-XL/2")(**kwargs)
+    torch.manual_seed(0)
+    small = lookup("model", "STDiT2-S/2")(**kwargs)
+    assert {k: v for k, v in xl.config.items() if k != "_use_default_values"} == \
+        {k: v for k, v in small.config.items() if k != "_use_default_values"}
+    assert all(torch.equal(a, b) for a, b in zip(xl.state_dict().values(), small.state_dict().values()))

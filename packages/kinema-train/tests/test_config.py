@@ -7,9 +7,9 @@ from kinema.train.config import load_config
 
 def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("model:\n  name: STDiT-XL/2\n  kwargs: {depth: 2}\noptim:\n  lr: 1e-4\n")
+    path.write_text("model:\n  name: STDiT-S/2\n  kwargs: {depth: 2}\noptim:\n  lr: 1e-4\n")
     cfg = load_config(path, ["optim.max_steps=7", "model.kwargs.hidden_size=64", "parallel.tensor=2"])
-    assert cfg.model.name == "STDiT-XL/2" and cfg.model.kwargs == {"depth": 2, "hidden_size": 64}
+    assert cfg.model.name == "STDiT-S/2" and cfg.model.kwargs == {"depth": 2, "hidden_size": 64}
     assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)  # "1e-4" is a string in YAML 1.1
     assert cfg.optim.max_steps == 7 and cfg.parallel.tensor == 2
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from kinema.train.config import load_config
 
 MODELS = {
-    "STDiT": {"name": "STDiT-XL/2", "kwargs": {"input_size": [4, 16, 16], "hidden_size": 32, "depth": 2,
-                                               "num_heads": 4, "in_channels": 3, "caption_channels": 32,
-                                               "model_max_length": 16}},
-    "STDiT2": {"name": "STDiT2-XL/2", "kwargs": {"hidden_size": 48, "depth": 2, "num_heads": 4, "in_channels": 3,
-                                                 "caption_channels": 32, "model_max_length": 16, "qk_norm": True,
-                                                 "input_sq_size": 16}},
+    "STDiT": {"name": "STDiT-S/2", "kwargs": {"input_size": [4, 16, 16], "hidden_size": 32, "depth": 2,
+                                              "num_heads": 4, "in_channels": 3, "caption_channels": 32,
+                                              "model_max_length": 16}},
+    "STDiT2": {"name": "STDiT2-S/2", "kwargs": {"hidden_size": 48, "depth": 2, "num_heads": 4, "in_channels": 3,
+                                                "caption_channels": 32, "model_max_length": 16, "qk_norm": True,
+                                                "input_sq_size": 16}},
 }
 
 

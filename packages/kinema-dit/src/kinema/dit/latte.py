@@ -10,12 +10,12 @@ vectors that every block offsets with its own learned `scale_shift_table`.
 Parameter names follow the diffusers modules the upstream model is built from (`to_q/to_k/to_v/to_out.0`,
 `ff.net.0.proj`, `adaln_single.emb.timestep_embedder.*`, `caption_projection.*`, ...), so the published
 checkpoints load without renaming (see `kinema.dit.convert.latte`). Attention runs through kinema's backend
-dispatcher (`attention:` in the config).
+dispatcher (`attention:` in the config). The sin-cos tables, the timestep sinusoid, adaLN-single modulation and
+the block loop are the PixArt family's (`pos_embed`, `embeddings`, `layers`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -29,18 +29,14 @@ from kinema.core import KinemaError
 
 from .attention import ResolvedBackendMixin, run_attention
 from .contract import ModelContract, VideoModel
-from .layers import AttentionBackendMixin
-
+from .embeddings import timestep_embedding
+from .flavours import flavours
+from .layers import AttentionBackendMixin, PatchEmbed2D, layer_norm, modulation, run_blocks, t2i_modulate
+from .pos_embed import sincos_1d, sincos_grid
 
 # ----------------------------------------------------------------------------------------------------------------
-# Fixed sin-cos position embeddings
+# Fixed sin-cos position embeddings (the shared tables, at Latte's positions)
 # ----------------------------------------------------------------------------------------------------------------
-
-def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """[len(positions), dim]: sin of every frequency, then cos (omega_i = 1 / 10000^(2i/dim))."""
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device=positions.device) / (dim / 2))
-    angles = positions.to(torch.float64)[:, None] * omega[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 def sincos_2d(dim: int, grid_h: int, grid_w: int, base_size: int, interpolation_scale: float) -> torch.Tensor:
@@ -51,8 +47,7 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int, base_size: int, interpolation_
     """
     h = torch.arange(grid_h, dtype=torch.float64) / (grid_h / base_size) / interpolation_scale
     w = torch.arange(grid_w, dtype=torch.float64) / (grid_w / base_size) / interpolation_scale
-    hh, ww = torch.meshgrid(h, w, indexing="ij")
-    return torch.cat([sincos_1d(dim // 2, ww.flatten()), sincos_1d(dim // 2, hh.flatten())], dim=1).float()
+    return sincos_grid(dim, h, w)
 
 
 def temporal_interpolation_scale(video_length: int) -> int:
@@ -60,25 +55,20 @@ def temporal_interpolation_scale(video_length: int) -> int:
     return max(video_length // 5, 1)
 
 
-def timestep_sinusoid(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
-    """[B, dim]: cos then sin of t * 10000^(-i/half), computed in fp32."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.cos(), angles.sin()], dim=1)
+def temporal_positions(num_frames: int, interpolation_scale: int) -> torch.Tensor:
+    # divided in fp32, as upstream does (its table differs from one of float64 positions)
+    return torch.arange(num_frames) / interpolation_scale
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Embedders
 # ----------------------------------------------------------------------------------------------------------------
 
-class PatchEmbed(nn.Module):
+class PatchEmbed(PatchEmbed2D):
     """Conv2d patchify of single frames plus the 2-D sin-cos embedding (recomputed when the grid differs)."""
 
     def __init__(self, sample_size: int, patch_size: int, in_channels: int, embed_dim: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size, bias=True)
+        super().__init__(patch_size, in_channels, embed_dim)
         self.base_size = sample_size // patch_size
         self.interpolation_scale = max(sample_size // 64, 1)
         pos = sincos_2d(embed_dim, self.base_size, self.base_size, self.base_size, self.interpolation_scale)
@@ -86,7 +76,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid_h, grid_w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        x = self.proj(x).flatten(2).transpose(1, 2)  # (N, C, h, w) -> (N, h*w, C)
+        x = super().forward(x)  # (N, C, h, w) -> (N, h*w, C)
         if (grid_h, grid_w) == (self.base_size, self.base_size):
             pos = self.pos_embed
         else:
@@ -113,7 +103,7 @@ class CombinedTimestepEmbedding(nn.Module):
         self.timestep_embedder = TimestepEmbedding(256, dim)
 
     def forward(self, timestep):
-        t = timestep_sinusoid(timestep, 256).to(self.timestep_embedder.linear_1.weight.dtype)
+        t = timestep_embedding(timestep, 256).to(self.timestep_embedder.linear_1.weight.dtype)
         return self.timestep_embedder(t)
 
 
@@ -195,55 +185,37 @@ class FeedForward(nn.Module):
         return x
 
 
-def modulate(x, shift, scale):
-    return x * (1 + scale) + shift
+class LatteBlock(nn.Module):
+    """adaLN-single block: self-attention, then (spatial blocks) un-gated cross-attention to the caption as in
+    PixArt, then the MLP. Spatial blocks attend within a frame, temporal blocks (bidirectional, unmasked) across
+    the frames at one patch position."""
 
-
-class SpatialBlock(nn.Module):
-    """Per-frame block: adaLN self-attention, un-gated cross-attention to the caption (as PixArt), adaLN MLP."""
-
-    def __init__(self, dim, heads, head_dim, eps=1e-6, dropout=0.0, backend="sdpa"):
+    def __init__(self, dim, heads, head_dim, eps=1e-6, dropout=0.0, backend="sdpa", cross_attention=False):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.cross_attention = cross_attention
+        self.norm1 = layer_norm(dim, eps)
         self.attn1 = Attention(dim, heads, head_dim, dropout=dropout, backend=backend)
-        self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-        self.attn2 = Attention(dim, heads, head_dim, context_dim=dim, dropout=dropout, backend=backend)
+        self.norm2 = layer_norm(dim, eps)
+        if cross_attention:
+            self.attn2 = Attention(dim, heads, head_dim, context_dim=dim, dropout=dropout, backend=backend)
         self.ff = FeedForward(dim, dropout=dropout)
         self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
 
-    def forward(self, x, t6, context, context_mask):
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.scale_shift_table[None] + t6.reshape(t6.shape[0], 6, -1)).chunk(6, dim=1)
-        x = x + gate_msa * self.attn1(modulate(self.norm1(x), shift_msa, scale_msa))
-        x = x + self.attn2(x, context, context_mask)
-        x = x + gate_mlp * self.ff(modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
-
-
-class TemporalBlock(nn.Module):
-    """Per-patch block over frames: adaLN self-attention (bidirectional, unmasked) and adaLN MLP."""
-
-    def __init__(self, dim, heads, head_dim, eps=1e-6, dropout=0.0, backend="sdpa"):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-        self.attn1 = Attention(dim, heads, head_dim, dropout=dropout, backend=backend)
-        self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-        self.ff = FeedForward(dim, dropout=dropout)
-        self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
-
-    def forward(self, x, t6):
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.scale_shift_table[None] + t6.reshape(t6.shape[0], 6, -1)).chunk(6, dim=1)
-        x = x + gate_msa * self.attn1(modulate(self.norm1(x), shift_msa, scale_msa))
-        x = x + gate_mlp * self.ff(modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
+    def forward(self, x, t6, context=None, context_mask=None):
+        mod = modulation(self.scale_shift_table, t6)  # [N, 6, C]: one vector per token sequence
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
+        x = x + gate_msa * self.attn1(t2i_modulate(self.norm1(x), shift_msa, scale_msa))
+        if self.cross_attention:
+            x = x + self.attn2(x, context, context_mask)
+        return x + gate_mlp * self.ff(t2i_modulate(self.norm2(x), shift_mlp, scale_mlp))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------------------------------
 
-class LatteT2V(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
+# AttentionBackendMixin first: its set_attention_backend replaces ModelMixin's (diffusers' processors)
+class LatteT2V(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
     _supports_gradient_checkpointing = True
 
     @register_to_config
@@ -269,14 +241,15 @@ class LatteT2V(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
         self.adaln_single = AdaLayerNormSingle(dim)
         self.caption_projection = CaptionProjection(caption_channels, dim, caption_num_tokens)
         block_args = (dim, num_attention_heads, attention_head_dim, norm_eps, dropout, attention)
-        self.transformer_blocks = nn.ModuleList([SpatialBlock(*block_args) for _ in range(num_layers)])
-        self.temporal_transformer_blocks = nn.ModuleList([TemporalBlock(*block_args) for _ in range(num_layers)])
-        self.norm_out = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+        self.transformer_blocks = nn.ModuleList(
+            [LatteBlock(*block_args, cross_attention=True) for _ in range(num_layers)])
+        self.temporal_transformer_blocks = nn.ModuleList([LatteBlock(*block_args) for _ in range(num_layers)])
+        self.norm_out = layer_norm(dim)
         self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.proj_out = nn.Linear(dim, patch_size * patch_size * out_channels)
 
         self.temp_interpolation_scale = temporal_interpolation_scale(video_length)
-        temp_pos = sincos_1d(dim, torch.arange(video_length) / self.temp_interpolation_scale).float()
+        temp_pos = sincos_1d(dim, temporal_positions(video_length, self.temp_interpolation_scale))
         self.register_buffer("temp_pos_embed", temp_pos[None], persistent=False)
         self.gradient_checkpointing = False
 
@@ -292,8 +265,8 @@ class LatteT2V(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
         """[1, num_frames, C] with the configured interpolation scale (a prefix of the buffer when shorter)."""
         if num_frames <= self.temp_pos_embed.shape[1]:
             return self.temp_pos_embed[:, :num_frames]
-        positions = torch.arange(num_frames) / self.temp_interpolation_scale
-        return sincos_1d(self.temp_pos_embed.shape[-1], positions).float()[None].to(self.temp_pos_embed.device)
+        positions = temporal_positions(num_frames, self.temp_interpolation_scale)
+        return sincos_1d(self.temp_pos_embed.shape[-1], positions)[None].to(self.temp_pos_embed.device)
 
     def forward(
         self,
@@ -342,26 +315,21 @@ class LatteT2V(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
         t6_temporal = t6.repeat_interleave(tokens, dim=0)
 
         for i, (spatial, temporal) in enumerate(zip(self.transformer_blocks, self.temporal_transformer_blocks)):
-            x = self._run(spatial, x, t6_spatial, context, context_mask)
+            x = run_blocks(self, [spatial], x, t6_spatial, context, context_mask)
             if not enable_temporal_attentions:
                 continue
             x = rearrange(x, "(b t) s c -> (b s) t c", b=batch)
             video, images = x[:, :video_frames], x[:, video_frames:]  # images bypass temporal mixing
             if i == 0:
                 video = video + self.temporal_pos_embed(video_frames).to(video.dtype)
-            video = self._run(temporal, video, t6_temporal)
+            video = run_blocks(self, [temporal], video, t6_temporal)
             x = rearrange(torch.cat([video, images], dim=1), "(b s) t c -> (b t) s c", b=batch)
 
         embedded_timestep = embedded_timestep.repeat_interleave(frames, dim=0)
-        shift, scale = (self.scale_shift_table[None] + embedded_timestep[:, None]).chunk(2, dim=1)
-        x = self.proj_out(modulate(self.norm_out(x), shift, scale))
+        shift, scale = modulation(self.scale_shift_table, embedded_timestep).chunk(2, dim=1)
+        x = self.proj_out(t2i_modulate(self.norm_out(x), shift, scale))
         p = cfg.patch_size
         return rearrange(x, "(b t) (h w) (p q c) -> b c t (h p) (w q)", b=batch, h=grid_h, w=grid_w, p=p, q=p)
-
-    def _run(self, block, *args):
-        if torch.is_grad_enabled() and self.gradient_checkpointing:
-            return self._gradient_checkpointing_func(block, *args)
-        return block(*args)
 
     def _per_frame_captions(self, y, mask, batch, video_frames, image_num):
         """Caption tokens and validity mask laid out per frame: (B*(F+N), L, C), bool (B*(F+N), L) or None."""
@@ -385,9 +353,13 @@ class LatteT2V(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Flavours
+# Flavours: LatteT2V-S/122, -B/122, -L/122, -XL/122 (patch 1 x 2 x 2)
 # ----------------------------------------------------------------------------------------------------------------
 
-def LatteT2V_XL_122(**kwargs) -> LatteT2V:
-    return LatteT2V(**{"num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72, "patch_size": 2,
-                       "in_channels": 4, "out_channels": 8, "caption_channels": 4096, **kwargs})
+def latte_size(depth: int, hidden_size: int, num_heads: int) -> dict:
+    return {"num_layers": depth, "num_attention_heads": num_heads, "attention_head_dim": hidden_size // num_heads}
+
+
+FLAVOURS = flavours(LatteT2V, size_kwargs=latte_size, patch_size=2, in_channels=4, out_channels=8,
+                    caption_channels=4096)
+LatteT2V_XL_122 = FLAVOURS.XL

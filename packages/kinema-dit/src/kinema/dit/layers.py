@@ -1,4 +1,4 @@
-"""Building blocks shared by the PixArt-style diffusion transformers (PixArt, DiT, STDiT, STDiT2).
+"""Building blocks shared by the diffusion transformers (PixArt, DiT, STDiT, STDiT2; Latte in part).
 
 Tokens travel through the blocks as [B, T, S, C] (T frames of S patches); spatial attention
 runs over S, temporal attention over T, full attention over T*S. Submodule names (``qkv``,
@@ -8,6 +8,7 @@ are those of the upstream checkpoints.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 
 import torch
@@ -41,14 +42,8 @@ DIFFUSERS_BACKENDS = {"native": "sdpa", "_native_math": "math", "flash": "flash_
 class AttentionBackendMixin:
     """``use_attention_backend(name)``: switch every attention module of the model to another registered
     backend. diffusers' ``set_attention_backend`` / ``reset_attention_backend`` map onto it (diffusers' own
-    versions address its attention processors, which these models do not have: they would do nothing)."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # ModelMixin comes before this mixin in the models' bases, so its versions would win
-        for name in ("set_attention_backend", "reset_attention_backend"):
-            if name not in cls.__dict__:
-                setattr(cls, name, getattr(AttentionBackendMixin, name))
+    versions address its attention processors, which these models do not have: they would do nothing), so
+    models list this mixin before ``ModelMixin``."""
 
     def use_attention_backend(self, name: str) -> None:
         impl = resolve_backend(name)  # one lookup; every module keeps the resolved backend
@@ -121,14 +116,20 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(dtype)
 
 
-def layer_norm(hidden_size: int) -> nn.LayerNorm:
-    """The blocks' LayerNorm: no affine parameters (hence no state-dict keys), eps 1e-6."""
-    return nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+def layer_norm(hidden_size: int, eps: float = 1e-6) -> nn.LayerNorm:
+    """The blocks' LayerNorm: no affine parameters (hence no state-dict keys)."""
+    return nn.LayerNorm(hidden_size, elementwise_affine=False, eps=eps)
 
 
 # ---------------------------------------------------------------------------------------------
 # attention
 # ---------------------------------------------------------------------------------------------
+
+
+def head_width(dim: int, num_heads: int) -> int:
+    if dim % num_heads:
+        raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+    return dim // num_heads
 
 
 class Attention(ResolvedBackendMixin, nn.Module):
@@ -149,10 +150,7 @@ class Attention(ResolvedBackendMixin, nn.Module):
         backend: str = "sdpa",
     ):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.num_heads, self.head_dim = num_heads, head_width(dim, num_heads)
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
@@ -185,10 +183,7 @@ class MultiHeadCrossAttention(ResolvedBackendMixin, nn.Module):
 
     def __init__(self, dim: int, num_heads: int, backend: str = "sdpa"):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.num_heads, self.head_dim = num_heads, head_width(dim, num_heads)
         self.q_linear = nn.Linear(dim, dim)
         self.kv_linear = nn.Linear(dim, dim * 2)
         self.proj = nn.Linear(dim, dim)
@@ -235,27 +230,34 @@ def caption_mask(mask: Optional[torch.Tensor], batch_size: int, num_tokens: int)
 # ---------------------------------------------------------------------------------------------
 
 
+def adaln_projection(hidden_size: int, chunks: int) -> nn.Sequential:
+    """adaLN-single's shared projection (``t_block``): the timestep embedding t [B, C] -> t_mod [B, chunks*C]."""
+    return nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, chunks * hidden_size))
+
+
+def modulation(table: torch.Tensor, t_mod: torch.Tensor) -> torch.Tensor:
+    """adaLN-single: a block's ``scale_shift_table`` [n, C] plus the shared t_mod [B, n*C] (or [B, C],
+    broadcast) -> [B, n, C]."""
+    return table[None] + t_mod.reshape(t_mod.shape[0], -1, table.shape[1])
+
+
 def frame_modulation(
     table: torch.Tensor,
     t_mod: torch.Tensor,
     t0_mod: Optional[torch.Tensor] = None,
     x_mask: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, ...]:
-    """adaLN-single: a block's ``scale_shift_table`` [n, C] plus the shared t_mod [B, n*C] (or [B, C],
-    broadcast), split into n vectors shaped [B, T|1, 1, C] to broadcast over x [B, T, S, C].
+    """:func:`modulation` split into n vectors shaped [B, T|1, 1, C] to broadcast over x [B, T, S, C].
 
     With ``x_mask`` [B, T] (True = frame being denoised) the frames marked False take their
     vectors from ``t0_mod`` (the same computation at timestep 0): frames given as conditioning.
     """
-    n, C = table.shape
-    B = t_mod.shape[0]
-    mod = table[None] + t_mod.reshape(B, -1, C)  # [B, n, C]
+    mod = modulation(table, t_mod)  # [B, n, C]
     if x_mask is None:
         mod = mod[:, None]  # [B, 1, n, C]
     else:
-        mod0 = table[None] + t0_mod.reshape(B, -1, C)
-        mod = torch.where(x_mask[:, :, None, None], mod[:, None], mod0[:, None])  # [B, T, n, C]
-    return mod.chunk(n, dim=2)
+        mod = torch.where(x_mask[:, :, None, None], mod[:, None], modulation(table, t0_mod)[:, None])  # [B, T, n, C]
+    return mod.chunk(table.shape[0], dim=2)
 
 
 def check_frame_mask(x_mask: Optional[torch.Tensor], batch_size: int, num_frames: int) -> Optional[torch.Tensor]:
@@ -267,6 +269,56 @@ def check_frame_mask(x_mask: Optional[torch.Tensor], batch_size: int, num_frames
             f"got {tuple(x_mask.shape)}"
         )
     return x_mask.bool()
+
+
+# ---------------------------------------------------------------------------------------------
+# what a block takes, and the block loop
+# ---------------------------------------------------------------------------------------------
+
+
+def per_frame(axis: int = 1):
+    """A :class:`BlockInputs` field indexed by frame along ``axis``, like x [B, T, S, C]."""
+    return field(default=None, metadata={"frame_axis": axis})
+
+
+@dataclass(frozen=True)
+class BlockInputs:
+    """Everything a PixArt-family block reads besides the tokens x [B, T, S, C]: the same object for
+    every block of one forward. Fields declared ``per_frame`` carry a frame axis, so whoever splits
+    x by frames (sequence parallelism) splits them alike with :meth:`map_frames`."""
+
+    y: torch.Tensor  # caption tokens [B, L, C]
+    y_mask: Optional[torch.Tensor]  # [B, L] bool, True = valid token; None = all valid
+    t_mod: torch.Tensor  # adaLN-single [B, 6C] at the timestep
+    t0_mod: Optional[torch.Tensor] = None  # ... at timestep 0, for the frames x_mask marks False
+    t_tmp_mod: Optional[torch.Tensor] = None  # STDiT2's temporal adaLN [B, 3C]
+    t0_tmp_mod: Optional[torch.Tensor] = None
+    x_mask: Optional[torch.Tensor] = per_frame()  # [B, T], True = frame being denoised
+    tpe: Optional[torch.Tensor] = per_frame()  # STDiT's temporal position table [1, T, C]
+
+    def map_frames(self, fn: Callable[[torch.Tensor, int], torch.Tensor]) -> "BlockInputs":
+        """A copy with ``fn(tensor, frame_axis)`` applied to every per-frame field that is set."""
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if "frame_axis" in f.metadata and value is not None:
+                changes[f.name] = fn(value, f.metadata["frame_axis"])
+        return replace(self, **changes)
+
+
+def run_blocks(model: nn.Module, blocks, x: torch.Tensor, *inputs) -> torch.Tensor:
+    """x through ``blocks`` in order, each called as ``block(x, *inputs)``. After diffusers'
+    ``model.enable_gradient_checkpointing()`` (and with grad enabled) each block's activations are
+    recomputed in the backward pass instead of kept."""
+    checkpoint = torch.is_grad_enabled() and model.gradient_checkpointing
+    for block in blocks:
+        x = model._gradient_checkpointing_func(block, x, *inputs) if checkpoint else block(x, *inputs)
+    return x
+
+
+def drop_path_rates(drop_path: float, depth: int) -> list[float]:
+    """Stochastic depth rising linearly from 0 at the first block to ``drop_path`` at the last."""
+    return [drop_path * i / max(depth - 1, 1) for i in range(depth)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,8 +385,9 @@ def unpatchify(x: torch.Tensor, grid: tuple[int, int, int], patch_size, out_chan
 
 def init_pixart_weights(model: nn.Module) -> None:
     """Xavier for every Linear (zero bias) and the patch conv (as a Linear); N(0, 0.02) for the
-    timestep / caption / adaLN MLPs; zero for cross-attention outputs and the final linear, so a
-    fresh model starts from the identity residual path and predicts zero."""
+    timestep / caption / adaLN MLPs; zero for cross- and temporal-attention outputs and the final
+    linear, so a fresh model starts from the identity residual path and predicts zero (and a
+    spatial-temporal model from its image model)."""
 
     def basic(module):
         if isinstance(module, nn.Linear):
@@ -351,6 +404,8 @@ def init_pixart_weights(model: nn.Module) -> None:
     nn.init.normal_(model.y_embedder.y_proj.fc2.weight, std=0.02)
     for block in model.blocks:
         zero_linear(block.cross_attn.proj)
+        if hasattr(block, "attn_temp"):
+            zero_linear(block.attn_temp.proj)
     zero_linear(model.final_layer.linear)
 
 

@@ -1,4 +1,4 @@
-"""PixArt-alpha-style text-to-image diffusion transformer (``PixArt-XL/2``).
+"""PixArt-alpha-style text-to-image diffusion transformer (``PixArt-XL/2``), and what its family shares.
 
 The image model STDiT grows from: STDiT's blocks are these blocks plus a zero-initialised
 temporal attention, and every parameter name here is the same in STDiT (only
@@ -20,19 +20,24 @@ from kinema.core import KinemaError
 
 from .contract import ModelContract, VideoModel
 from .embeddings import CaptionEmbedder, TimestepEmbedder
+from .flavours import flavours
 from .layers import (
     Attention,
     AttentionBackendMixin,
+    BlockInputs,
     DropPath,
     Mlp,
     MultiHeadCrossAttention,
     PatchEmbed2D,
     T2IFinalLayer,
+    adaln_projection,
     caption_mask,
     check_caption,
+    drop_path_rates,
     frame_modulation,
     init_pixart_weights,
     layer_norm,
+    run_blocks,
     t2i_modulate,
 )
 from .pos_embed import get_2d_sincos_pos_embed
@@ -46,29 +51,78 @@ class PixArtBlock(nn.Module):
     """adaLN-single block: self-attention over all T*S tokens, cross-attention to the caption, MLP.
 
     x is [B, T, S, C]; with T = 1 this is PixArt's image block, with T > 1 it is full 3D attention (DiT).
+    The spatial-temporal blocks (STDiT, STDiT2) extend it with ``per_frame`` self-attention.
     """
 
-    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, drop_path=0.0, backend="sdpa"):
+    per_frame = False  # self-attention within each frame (S tokens) instead of over all T*S
+
+    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, drop_path=0.0, backend="sdpa", qk_norm=False):
         super().__init__()
         self.norm1 = layer_norm(hidden_size)
-        self.attn = Attention(hidden_size, num_heads, qkv_bias=True, backend=backend)
+        self.attn = Attention(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm, backend=backend)
         self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads, backend=backend)
         self.norm2 = layer_norm(hidden_size)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), hidden_size)
         self.drop_path = DropPath(drop_path)
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
 
-    def forward(self, x, y, y_mask, t_mod, x_mask=None, t0_mod=None):
+    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(inputs)
+        x = self.self_attention(x, shift_msa, scale_msa, gate_msa)
+        return self.cross_attention_and_mlp(x, inputs, shift_mlp, scale_mlp, gate_mlp)
+
+    def modulation(self, inputs: BlockInputs) -> tuple[torch.Tensor, ...]:
+        """shift, scale, gate of the self-attention, then of the MLP; at t = 0 for given frames."""
+        return frame_modulation(self.scale_shift_table, inputs.t_mod, inputs.t0_mod, inputs.x_mask)
+
+    def self_attention(self, x, shift, scale, gate):
         B, T, S, C = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = frame_modulation(
-            self.scale_shift_table, t_mod, t0_mod, x_mask
-        )
-        x_m = t2i_modulate(self.norm1(x), shift_msa, scale_msa)
-        x_s = self.attn(x_m.reshape(B, T * S, C)).view(B, T, S, C)
-        x = x + self.drop_path(gate_msa * x_s)
-        x = x + self.cross_attn(x.reshape(B, T * S, C), y, y_mask).view(B, T, S, C)
-        x_m = t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)
-        return x + self.drop_path(gate_mlp * self.mlp(x_m))
+        groups, tokens = (B * T, S) if self.per_frame else (B, T * S)
+        x_m = t2i_modulate(self.norm1(x), shift, scale)
+        x_s = self.attn(x_m.reshape(groups, tokens, C)).view(B, T, S, C)
+        return x + self.drop_path(gate * x_s)
+
+    def cross_attention_and_mlp(self, x, inputs: BlockInputs, shift, scale, gate):
+        """Cross-attention to the caption (ungated, as upstream), then the modulated MLP."""
+        B, T, S, C = x.shape
+        x = x + self.cross_attn(x.reshape(B, T * S, C), inputs.y, inputs.y_mask).view(B, T, S, C)
+        x_m = t2i_modulate(self.norm2(x), shift, scale)
+        return x + self.drop_path(gate * self.mlp(x_m))
+
+
+# ---------------------------------------------------------------------------------------------
+# what PixArt, DiT, STDiT and STDiT2 share around their blocks
+# ---------------------------------------------------------------------------------------------
+
+
+# AttentionBackendMixin first: its set_attention_backend replaces ModelMixin's (diffusers' processors)
+class PixArtFamily(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
+    """The stem and head of the PixArt family, under the upstream names: ``x_embedder`` (patches ->
+    tokens), ``t_embedder`` (timestep -> t [B, C]), ``t_block`` (t -> the adaLN-single t_mod [B, 6C]
+    every block offsets with its own table), ``y_embedder`` (T5 features -> caption tokens; its
+    ``y_embedding`` is the null caption), ``blocks`` and ``final_layer``."""
+
+    _supports_gradient_checkpointing = True
+
+    def null_caption(self) -> torch.Tensor:
+        return self.y_embedder.y_embedding
+
+    def cast_inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check the caption features; x and y in the weights' dtype."""
+        check_caption(y, x.shape[0], self.config.caption_channels)
+        dtype = self.x_embedder.proj.weight.dtype
+        return x.to(dtype), y.to(dtype)
+
+    def embed_timestep(self, timestep: torch.Tensor, x_mask: Optional[torch.Tensor] = None):
+        """t [B, C] at the timestep, and t0 at timestep 0 for the frames x_mask marks given (None without)."""
+        t = self.t_embedder(timestep)
+        t0 = None if x_mask is None else self.t_embedder(torch.zeros_like(timestep))
+        return t, t0
+
+    def embed_caption(self, y: torch.Tensor, mask: Optional[torch.Tensor], force_drop_ids=None):
+        """Caption tokens [B, L, C] (null caption where dropped) and their bool mask [B, L] (or None)."""
+        y = self.y_embedder(y, self.training, force_drop_ids).squeeze(1)
+        return y, caption_mask(mask, y.shape[0], y.shape[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,11 +130,9 @@ class PixArtBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
+class PixArt(PixArtFamily):
     """forward(x [B, C, H, W] or [B, C, 1, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L])
     -> [B, 2C, H, W] (or [B, 2C, 1, H, W]) fp32."""
-
-    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -109,13 +161,13 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
         self.x_embedder = PatchEmbed2D(patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+        self.t_block = adaln_projection(hidden_size, 6)
         self.y_embedder = CaptionEmbedder(caption_channels, hidden_size, class_dropout_prob, model_max_length)
         pos = get_2d_sincos_pos_embed(hidden_size, (self.grid, self.grid), scale=space_scale, base_size=self.grid)
         self.register_buffer("pos_embed", pos.unsqueeze(0))
-        drops = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
-            [PixArtBlock(hidden_size, num_heads, mlp_ratio, drops[i], backend=attention) for i in range(depth)]
+            [PixArtBlock(hidden_size, num_heads, mlp_ratio, drop, backend=attention)
+             for drop in drop_path_rates(drop_path, depth)]
         )
         self.final_layer = T2IFinalLayer(hidden_size, patch_size * patch_size, self.out_channels)
         init_pixart_weights(self)
@@ -125,9 +177,6 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
         return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
                              patch_size=(1, c.patch_size, c.patch_size), caption_dropout=True, max_frames=1,
                              latent_size=(1, c.input_size, c.input_size))
-
-    def null_caption(self) -> torch.Tensor:
-        return self.y_embedder.y_embedding
 
     def forward(
         self,
@@ -146,21 +195,12 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
         B, _, H, W = x.shape
         if (H, W) != (cfg.input_size, cfg.input_size):
             raise KinemaError(f"PixArt was built for {cfg.input_size}x{cfg.input_size} latents, got {H}x{W}")
-        check_caption(y, B, cfg.caption_channels)
-        dtype = self.x_embedder.proj.weight.dtype
-        x, y = x.to(dtype), y.to(dtype)
+        x, y = self.cast_inputs(x, y)
 
         x = (self.x_embedder(x) + self.pos_embed).unsqueeze(1)  # [B, 1, S, C]
         t = self.t_embedder(timestep)
-        t_mod = self.t_block(t)
-        y = self.y_embedder(y, self.training, force_drop_ids).squeeze(1)
-        y_mask = caption_mask(mask, B, y.shape[1])
-
-        for block in self.blocks:
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, y, y_mask, t_mod)
-            else:
-                x = block(x, y, y_mask, t_mod)
+        y, y_mask = self.embed_caption(y, mask, force_drop_ids)
+        x = run_blocks(self, self.blocks, x, BlockInputs(y, y_mask, self.t_block(t)))
 
         x = self.final_layer(x, t)  # [B, 1, S, p*p*2C]
         p = cfg.patch_size
@@ -170,9 +210,8 @@ class PixArt(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# flavours
+# flavours: PixArt-S/2, -B/2, -L/2, -XL/2
 # ---------------------------------------------------------------------------------------------
 
-
-def PixArt_XL_2(**kwargs) -> PixArt:
-    return PixArt(**{"depth": 28, "hidden_size": 1152, "patch_size": 2, "num_heads": 16, **kwargs})
+FLAVOURS = flavours(PixArt, patch_size=2)
+PixArt_XL_2 = FLAVOURS.XL

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from kinema.core import Lazy, hookimpl
 
+from .flavours import SIZES
+
 ATTENTION_BACKENDS = {
     "sdpa": "kinema.dit.attention:SDPA",
     "math": "kinema.dit.attention:MATH",
@@ -15,13 +17,20 @@ ATTENTION_BACKENDS = {
     "xformers": "kinema.dit.attention:XFORMERS",
 }
 
-# registry name -> factory(**config) -> model
+# model family -> (module, patch in the flavour names); each module's FLAVOURS holds the family in every size
+FAMILIES = {
+    "STDiT": ("kinema.dit.stdit", "2"),
+    "STDiT2": ("kinema.dit.stdit2", "2"),
+    "DiT": ("kinema.dit.dit", "2"),
+    "PixArt": ("kinema.dit.pixart", "2"),
+    "LatteT2V": ("kinema.dit.latte", "122"),
+}
+
+# registry name -> factory(**config) -> model: "STDiT-S/2" -> kinema.dit.stdit:FLAVOURS.S, ...
 MODELS = {
-    "STDiT-XL/2": "kinema.dit.stdit:STDiT_XL_2",
-    "STDiT2-XL/2": "kinema.dit.stdit2:STDiT2_XL_2",
-    "DiT-XL/2": "kinema.dit.dit:DiT_XL_2",
-    "PixArt-XL/2": "kinema.dit.pixart:PixArt_XL_2",
-    "LatteT2V-XL/122": "kinema.dit.latte:LatteT2V_XL_122",
+    f"{family}-{size}/{patch}": f"{module}:FLAVOURS.{size}"
+    for family, (module, patch) in FAMILIES.items()
+    for size in SIZES
 }
 
 

@@ -41,15 +41,21 @@ def get_2d_sincos_pos_embed(
     dim: int, grid_hw: tuple[int, int], scale: float = 1.0, base_size: Optional[float] = None, device=None
 ) -> torch.Tensor:
     """[H*W, dim] table for an H x W token grid (row-major, index h*W + w), w coordinate first."""
-    if dim % 4:
-        raise ValueError(f"2D sincos embedding dim must be a multiple of 4, got {dim}")
     h, w = grid_hw
     grid_h = torch.arange(h, dtype=torch.float64, device=device) / scale
     grid_w = torch.arange(w, dtype=torch.float64, device=device) / scale
     if base_size is not None:
         grid_h = grid_h * (base_size / h)
         grid_w = grid_w * (base_size / w)
-    coord_h, coord_w = torch.meshgrid(grid_h, grid_w, indexing="ij")  # [H, W] each
+    return sincos_grid(dim, grid_h, grid_w)
+
+
+def sincos_grid(dim: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """[len(rows) * len(cols), dim] table for the grid with these row (h) and column (w) positions,
+    row-major (index h*W + w), w coordinate first."""
+    if dim % 4:
+        raise ValueError(f"2D sincos embedding dim must be a multiple of 4, got {dim}")
+    coord_h, coord_w = torch.meshgrid(rows, cols, indexing="ij")  # [H, W] each
     return torch.cat([sincos_1d(dim // 2, coord_w), sincos_1d(dim // 2, coord_h)], dim=1)
 
 
@@ -96,7 +102,10 @@ class RotaryEmbedding(nn.Module):
     def angles(self, length: int, device=None) -> torch.Tensor:
         """[length, dim] rotation angles, each frequency repeated for its pair."""
         positions = torch.arange(length, device=device, dtype=self.freqs.dtype)
-        return (positions[:, None] * self.freqs[None]).repeat_interleave(2, dim=-1)
+        # called from the attention modules, not through forward: under sequential CPU offload no hook has
+        # moved freqs, so follow the queries' device
+        freqs = self.freqs.to(positions.device)
+        return (positions[:, None] * freqs[None]).repeat_interleave(2, dim=-1)
 
     def rotate_queries_or_keys(self, t: torch.Tensor) -> torch.Tensor:
         angles = self.angles(t.shape[-2], device=t.device).to(t.dtype)

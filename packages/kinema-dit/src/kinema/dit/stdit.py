@@ -12,35 +12,36 @@ the image model frame by frame. Parameter and buffer names match the upstream ch
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Optional
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
+# diffusers' pipeline loader finds a component's loading methods through the base classes its module
+# names (ModelMixin), so a pipeline folder holding this model loads
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import nn
 
 from kinema.core import KinemaError
 
-from .contract import ModelContract, VideoModel
+from .contract import ModelContract
 from .embeddings import CaptionEmbedder, TimestepEmbedder
+from .flavours import flavours
 from .layers import (
     Attention,
-    AttentionBackendMixin,
-    DropPath,
-    Mlp,
-    MultiHeadCrossAttention,
+    BlockInputs,
     PatchEmbed3D,
     T2IFinalLayer,
-    caption_mask,
-    check_caption,
+    adaln_projection,
     check_frame_mask,
+    drop_path_rates,
     frame_modulation,
     init_pixart_weights,
-    layer_norm,
-    t2i_modulate,
+    run_blocks,
     unpatchify,
-    zero_linear,
 )
+from .pixart import PixArtBlock, PixArtFamily
 from .pos_embed import get_1d_sincos_pos_embed, get_2d_sincos_pos_embed
 
 # ---------------------------------------------------------------------------------------------
@@ -48,50 +49,35 @@ from .pos_embed import get_1d_sincos_pos_embed, get_2d_sincos_pos_embed
 # ---------------------------------------------------------------------------------------------
 
 
-class STDiTBlock(nn.Module):
-    """Sequential spatial -> temporal attention, then cross-attention and MLP.
+class STDiTBlock(PixArtBlock):
+    """PixArt's block with spatial attention per frame, then temporal attention per patch position.
 
     As in Open-Sora 1.0 the temporal branch reads the un-normalised, un-modulated stream and is
     gated by the spatial gate ``gate_msa`` (there is no temporal norm or adaLN).
     """
 
+    per_frame = True
+
     def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, drop_path=0.0, backend="sdpa"):
-        super().__init__()
-        self.norm1 = layer_norm(hidden_size)
-        self.attn = Attention(hidden_size, num_heads, qkv_bias=True, backend=backend)
-        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads, backend=backend)
-        self.norm2 = layer_norm(hidden_size)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), hidden_size)
-        self.drop_path = DropPath(drop_path)
-        self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
+        super().__init__(hidden_size, num_heads, mlp_ratio, drop_path, backend)
         self.attn_temp = Attention(hidden_size, num_heads, qkv_bias=True, backend=backend)
 
-    def forward(self, x, y, y_mask, t_mod, tpe=None, x_mask=None, t0_mod=None):
-        """x [B, T, S, C]; y [B, L, C]; y_mask [B, L] or None; t_mod [B, 6C]; tpe [1, T, C] (block 0 only);
-        x_mask [B, T] (True = frame being denoised; False frames are modulated with t0_mod)."""
+    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        """x [B, T, S, C]; ``inputs.tpe`` [1, T, C] is set for the first block only."""
         B, T, S, C = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = frame_modulation(
-            self.scale_shift_table, t_mod, t0_mod, x_mask
-        )
-
-        # spatial: attention among the S patches of each frame
-        x_m = t2i_modulate(self.norm1(x), shift_msa, scale_msa)
-        x_s = self.attn(x_m.reshape(B * T, S, C)).view(B, T, S, C)
-        x = x + self.drop_path(gate_msa * x_s)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(inputs)
+        x = self.self_attention(x, shift_msa, scale_msa, gate_msa)
 
         # temporal: attention among the T frames of each patch position
         x_t = x.transpose(1, 2).reshape(B * S, T, C)
-        if tpe is not None:
-            x_t = x_t + tpe
+        if inputs.tpe is not None:
+            x_t = x_t + inputs.tpe
         x_t = self.attn_temp(x_t).view(B, S, T, C).transpose(1, 2)
         # the temporal gate is gate_msa at timestep t for every frame, even with x_mask
-        temporal_gate = gate_msa if x_mask is None else frame_modulation(self.scale_shift_table, t_mod)[2]
+        temporal_gate = gate_msa if inputs.x_mask is None else frame_modulation(self.scale_shift_table, inputs.t_mod)[2]
         x = x + self.drop_path(temporal_gate * x_t)
 
-        x = x + self.cross_attn(x.reshape(B, T * S, C), y, y_mask).view(B, T, S, C)
-
-        x_m = t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)
-        return x + self.drop_path(gate_mlp * self.mlp(x_m))
+        return self.cross_attention_and_mlp(x, inputs, shift_mlp, scale_mlp, gate_mlp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,14 +85,14 @@ class STDiTBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
+class STDiT(PixArtFamily):
     """forward(x [B, C, T, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L] (1 = valid token),
     x_mask [B, T] (True = frame being denoised)) -> [B, 2C, T, H, W] fp32.
 
     ``input_size`` (T, H, W) is the latent size the fixed position tables are built for.
     """
 
-    _supports_gradient_checkpointing = True
+    block_type = STDiTBlock
 
     @register_to_config
     def __init__(
@@ -138,29 +124,23 @@ class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
         self.x_embedder = PatchEmbed3D(patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+        self.t_block = adaln_projection(hidden_size, 6)
         self.y_embedder = CaptionEmbedder(caption_channels, hidden_size, class_dropout_prob, model_max_length)
         pos = get_2d_sincos_pos_embed(hidden_size, (grid_h, grid_w), scale=space_scale)
         self.register_buffer("pos_embed", pos.unsqueeze(0))
         self.register_buffer("pos_embed_temporal", get_1d_sincos_pos_embed(hidden_size, num_t, time_scale)[None])
-        drops = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
-            [STDiTBlock(hidden_size, num_heads, mlp_ratio, drops[i], backend=attention) for i in range(depth)]
+            [self.block_type(hidden_size, num_heads, mlp_ratio, drop, backend=attention)
+             for drop in drop_path_rates(drop_path, depth)]
         )
-        self.final_layer = T2IFinalLayer(hidden_size, patch_size[0] * patch_size[1] * patch_size[2], self.out_channels)
-
+        self.final_layer = T2IFinalLayer(hidden_size, math.prod(patch_size), self.out_channels)
         init_pixart_weights(self)
-        for block in self.blocks:
-            zero_linear(block.attn_temp.proj)
 
     def contract(self) -> ModelContract:
         c = self.config
         return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
                              patch_size=tuple(c.patch_size), frame_mask=True, caption_dropout=True,
                              latent_size=tuple(c.input_size), temporal_attention=True)
-
-    def null_caption(self) -> torch.Tensor:
-        return self.y_embedder.y_embedding
 
     def forward(
         self,
@@ -175,42 +155,31 @@ class STDiT(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
         B = x.shape[0]
         if tuple(x.shape[2:]) != tuple(cfg.input_size):
             raise KinemaError(
-                f"STDiT was built for latents of (T, H, W) = {tuple(cfg.input_size)}, got {tuple(x.shape[2:])}; "
-                "build it with input_size matching the data (or use STDiT2 for variable sizes)"
+                f"{type(self).__name__} was built for latents of (T, H, W) = {tuple(cfg.input_size)}, got "
+                f"{tuple(x.shape[2:])}; build it with input_size matching the data (or use STDiT2 for variable sizes)"
             )
-        check_caption(y, B, cfg.caption_channels)
+        x, y = self.cast_inputs(x, y)
         T, H, W = self.grid
         x_mask = check_frame_mask(x_mask, B, T)
-        dtype = self.x_embedder.proj.weight.dtype
-        x, y = x.to(dtype), y.to(dtype)
 
         x = self.x_embedder(x).view(B, T, H * W, -1) + self.pos_embed[:, None]
-
-        t = self.t_embedder(timestep)
-        t_mod = self.t_block(t)
-        t0 = t0_mod = None
-        if x_mask is not None:
-            t0 = self.t_embedder(torch.zeros_like(timestep))
-            t0_mod = self.t_block(t0)
-
-        y = self.y_embedder(y, self.training, force_drop_ids).squeeze(1)
-        y_mask = caption_mask(mask, B, y.shape[1])
-
-        for i, block in enumerate(self.blocks):
-            tpe = self.pos_embed_temporal if i == 0 else None
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, x, y, y_mask, t_mod, tpe, x_mask, t0_mod)
-            else:
-                x = block(x, y, y_mask, t_mod, tpe, x_mask, t0_mod)
+        t, t0 = self.embed_timestep(timestep, x_mask)  # t0: given frames are modulated at timestep 0
+        y, y_mask = self.embed_caption(y, mask, force_drop_ids)
+        t0_mod = None if t0 is None else self.t_block(t0)
+        x = self.apply_blocks(x, BlockInputs(y, y_mask, self.t_block(t), t0_mod, x_mask=x_mask))
 
         x = self.final_layer(x, t, t0, x_mask)
         return unpatchify(x, self.grid, cfg.patch_size, self.out_channels).float()
 
+    def apply_blocks(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        # the temporal table enters the first block's temporal attention only, as upstream
+        x = run_blocks(self, self.blocks[:1], x, replace(inputs, tpe=self.pos_embed_temporal))
+        return run_blocks(self, self.blocks[1:], x, inputs)
+
 
 # ---------------------------------------------------------------------------------------------
-# flavours
+# flavours: STDiT-S/2, -B/2, -L/2, -XL/2
 # ---------------------------------------------------------------------------------------------
 
-
-def STDiT_XL_2(**kwargs) -> STDiT:
-    return STDiT(**{"depth": 28, "hidden_size": 1152, "patch_size": (1, 2, 2), "num_heads": 16, **kwargs})
+FLAVOURS = flavours(STDiT, patch_size=(1, 2, 2))
+STDiT_XL_2 = FLAVOURS.XL

@@ -18,35 +18,37 @@ timestep embedding t for denoised frames but by t0 + size conditions for given f
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Optional
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
+# diffusers' pipeline loader finds a component's loading methods through the base classes its module
+# names (ModelMixin), so a pipeline folder holding this model loads
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import nn
 
 from kinema.core import KinemaError
 
-from .contract import ModelContract, VideoModel
+from .contract import ModelContract
 from .embeddings import CaptionEmbedder, SizeEmbedder, TimestepEmbedder
+from .flavours import SIZES, flavours
 from .layers import (
     Attention,
-    AttentionBackendMixin,
-    DropPath,
-    Mlp,
-    MultiHeadCrossAttention,
+    BlockInputs,
     PatchEmbed3D,
     T2IFinalLayer,
-    caption_mask,
-    check_caption,
+    adaln_projection,
     check_frame_mask,
+    drop_path_rates,
     frame_modulation,
     init_pixart_weights,
     layer_norm,
+    run_blocks,
     t2i_modulate,
     unpatchify,
-    zero_linear,
 )
+from .pixart import PixArtBlock, PixArtFamily
 from .pos_embed import RotaryEmbedding, position_embedding_2d
 
 # ---------------------------------------------------------------------------------------------
@@ -54,52 +56,39 @@ from .pos_embed import RotaryEmbedding, position_embedding_2d
 # ---------------------------------------------------------------------------------------------
 
 
-class STDiT2Block(nn.Module):
+class STDiT2Block(PixArtBlock):
+    """PixArt's block with spatial attention per frame, then a temporal attention with its own
+    LayerNorm and adaLN (``scale_shift_table_temporal``) and RoPE over the frames."""
+
+    per_frame = True
+
     def __init__(
         self, hidden_size, num_heads, mlp_ratio=4.0, drop_path=0.0, qk_norm=False, rope=None,
         qk_norm_legacy=True, backend="sdpa",
     ):
-        super().__init__()
-        rope_before_norm = qk_norm_legacy
-        self.norm1 = layer_norm(hidden_size)
-        self.attn = Attention(hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm, backend=backend)
-        self.cross_attn = MultiHeadCrossAttention(hidden_size, num_heads, backend=backend)
-        self.norm2 = layer_norm(hidden_size)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), hidden_size)
-        self.drop_path = DropPath(drop_path)
-        self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
+        super().__init__(hidden_size, num_heads, mlp_ratio, drop_path, backend, qk_norm=qk_norm)
         self.scale_shift_table_temporal = nn.Parameter(torch.randn(3, hidden_size) / hidden_size**0.5)
         self.norm_temp = layer_norm(hidden_size)
         self.attn_temp = Attention(
             hidden_size, num_heads, qkv_bias=True, qk_norm=qk_norm, rope=rope,
-            rope_before_norm=rope_before_norm, backend=backend,
+            rope_before_norm=qk_norm_legacy, backend=backend,
         )
 
-    def forward(self, x, y, y_mask, t_mod, t_tmp_mod, x_mask=None, t0_mod=None, t0_tmp_mod=None):
-        """x [B, T, S, C]; t_mod [B, 6C] (spatial adaLN), t_tmp_mod [B, 3C] (temporal adaLN);
-        frames with x_mask False take the t0 versions."""
+    def forward(self, x: torch.Tensor, inputs: BlockInputs) -> torch.Tensor:
+        """x [B, T, S, C]; ``inputs.t_tmp_mod`` [B, 3C] is the temporal adaLN (t0 version for given frames)."""
         B, T, S, C = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = frame_modulation(
-            self.scale_shift_table, t_mod, t0_mod, x_mask
-        )
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(inputs)
         shift_tmp, scale_tmp, gate_tmp = frame_modulation(
-            self.scale_shift_table_temporal, t_tmp_mod, t0_tmp_mod, x_mask
+            self.scale_shift_table_temporal, inputs.t_tmp_mod, inputs.t0_tmp_mod, inputs.x_mask
         )
-
-        # spatial: attention among the S patches of each frame
-        x_m = t2i_modulate(self.norm1(x), shift_msa, scale_msa)
-        x_s = self.attn(x_m.reshape(B * T, S, C)).view(B, T, S, C)
-        x = x + self.drop_path(gate_msa * x_s)
+        x = self.self_attention(x, shift_msa, scale_msa, gate_msa)
 
         # temporal: attention among the T frames of each patch position (RoPE inside attn_temp)
         x_m = t2i_modulate(self.norm_temp(x), shift_tmp, scale_tmp)
         x_t = self.attn_temp(x_m.transpose(1, 2).reshape(B * S, T, C)).view(B, S, T, C).transpose(1, 2)
         x = x + self.drop_path(gate_tmp * x_t)
 
-        x = x + self.cross_attn(x.reshape(B, T * S, C), y, y_mask).view(B, T, S, C)
-
-        x_m = t2i_modulate(self.norm2(x), shift_mlp, scale_mlp)
-        return x + self.drop_path(gate_mlp * self.mlp(x_m))
+        return self.cross_attention_and_mlp(x, inputs, shift_mlp, scale_mlp, gate_mlp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,13 +96,11 @@ class STDiT2Block(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
+class STDiT2(PixArtFamily):
     """forward(x [B, C, T, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L] (1 = valid token),
     x_mask [B, T] (True = frame being denoised), num_frames, height, width (pixels), ar (height/width
     or whatever convention the weights were trained with), fps: [B] tensors or numbers) -> [B, 2C, T, H, W] fp32.
     """
-
-    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -144,19 +131,16 @@ class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
         self.x_embedder = PatchEmbed3D(patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
-        self.t_block_temp = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 3 * hidden_size))
+        self.t_block = adaln_projection(hidden_size, 6)
+        self.t_block_temp = adaln_projection(hidden_size, 3)
         self.y_embedder = CaptionEmbedder(caption_channels, hidden_size, class_dropout_prob, model_max_length)
         self.rope = RotaryEmbedding(hidden_size // num_heads)
         rope = None if no_temporal_pos_emb else self.rope.rotate_queries_or_keys
-        drops = [drop_path * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
-            [
-                STDiT2Block(hidden_size, num_heads, mlp_ratio, drops[i], qk_norm, rope, qk_norm_legacy, attention)
-                for i in range(depth)
-            ]
+            [STDiT2Block(hidden_size, num_heads, mlp_ratio, drop, qk_norm, rope, qk_norm_legacy, attention)
+             for drop in drop_path_rates(drop_path, depth)]
         )
-        self.final_layer = T2IFinalLayer(hidden_size, patch_size[0] * patch_size[1] * patch_size[2], self.out_channels)
+        self.final_layer = T2IFinalLayer(hidden_size, math.prod(patch_size), self.out_channels)
         self.csize_embedder = SizeEmbedder(hidden_size // 3)  # (height, width) -> 2C/3
         self.ar_embedder = SizeEmbedder(hidden_size // 3)  # aspect ratio -> C/3
         self.fl_embedder = SizeEmbedder(hidden_size)  # number of frames
@@ -164,17 +148,12 @@ class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
         init_pixart_weights(self)
         nn.init.normal_(self.t_block_temp[1].weight, std=0.02)
-        for block in self.blocks:
-            zero_linear(block.attn_temp.proj)
 
     def contract(self) -> ModelContract:
         c = self.config
         return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
                              patch_size=tuple(c.patch_size), frame_mask=True, size_conditions=True,
                              caption_dropout=True, temporal_attention=True)
-
-    def null_caption(self) -> torch.Tensor:
-        return self.y_embedder.y_embedding
 
     def forward(
         self,
@@ -192,15 +171,13 @@ class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
     ) -> torch.Tensor:
         cfg = self.config
         B, _, Tx, Hx, Wx = x.shape
-        check_caption(y, B, cfg.caption_channels)
+        x, y = self.cast_inputs(x, y)
         sizes = {"num_frames": num_frames, "height": height, "width": width, "ar": ar, "fps": fps}
         num_frames, height, width, ar, fps = (_per_sample(v, k, B, x.device) for k, v in sizes.items())
         pt, ph, pw = cfg.patch_size
         T, H, W = math.ceil(Tx / pt), math.ceil(Hx / ph), math.ceil(Wx / pw)
         S = H * W
         x_mask = check_frame_mask(x_mask, B, T)
-        dtype = self.x_embedder.proj.weight.dtype
-        x, y = x.to(dtype), y.to(dtype)
 
         # size conditions: spatial adaLN sees (H, W, ar), temporal adaLN sees (frames, fps)
         data_info = torch.cat([self.csize_embedder(torch.stack([height, width], 1), B), self.ar_embedder(ar, B)], 1)
@@ -208,26 +185,16 @@ class STDiT2(ModelMixin, ConfigMixin, AttentionBackendMixin, VideoModel):
 
         # spatial sincos scaled to the pixel size of the first sample
         scale = math.sqrt(float(height[0]) * float(width[0])) / cfg.input_sq_size
-        pos = position_embedding_2d(cfg.hidden_size, H, W, scale, round(math.sqrt(S)), x.device, dtype)
+        pos = position_embedding_2d(cfg.hidden_size, H, W, scale, round(math.sqrt(S)), x.device, x.dtype)
         x = self.x_embedder(x).view(B, T, S, -1) + pos[:, None]
 
-        t = self.t_embedder(timestep)
-        t_mod, t_tmp_mod = self.t_block(t + data_info), self.t_block_temp(t + fl)
-        t0_spc = t0_mod = t0_tmp_mod = None
-        if x_mask is not None:
-            t0 = self.t_embedder(torch.zeros_like(timestep))
-            t0_spc = t0 + data_info
-            t0_mod, t0_tmp_mod = self.t_block(t0_spc), self.t_block_temp(t0 + fl)
-
-        y = self.y_embedder(y, self.training, force_drop_ids).squeeze(1)
-        y_mask = caption_mask(mask, B, y.shape[1])
-
-        for block in self.blocks:
-            args = (x, y, y_mask, t_mod, t_tmp_mod, x_mask, t0_mod, t0_tmp_mod)
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(block, *args)
-            else:
-                x = block(*args)
+        t, t0 = self.embed_timestep(timestep, x_mask)  # t0: given frames are modulated at timestep 0
+        t0_spc = None if t0 is None else t0 + data_info
+        y, y_mask = self.embed_caption(y, mask, force_drop_ids)
+        inputs = BlockInputs(y, y_mask, self.t_block(t + data_info), t_tmp_mod=self.t_block_temp(t + fl), x_mask=x_mask)
+        if t0 is not None:
+            inputs = replace(inputs, t0_mod=self.t_block(t0_spc), t0_tmp_mod=self.t_block_temp(t0 + fl))
+        x = run_blocks(self, self.blocks, x, inputs)
 
         # upstream asymmetry: bare t for denoised frames, t0 + data_info for given frames
         x = self.final_layer(x, t, t0_spc, x_mask)
@@ -249,11 +216,11 @@ def _per_sample(value, name: str, batch_size: int, device) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# flavours
+# flavours: STDiT2-S/2, -B/2, -L/2, -XL/2 with Open-Sora 1.1's settings. The size embedders need a
+# hidden size divisible by 3: L takes 1056 (16 heads of 66, RoPE needs an even head width), the
+# multiple of 96 nearest DiT-L's 1024 that keeps its 16 heads (and so its tensor-parallel splits)
 # ---------------------------------------------------------------------------------------------
 
-
-def STDiT2_XL_2(**kwargs) -> STDiT2:
-    defaults = {"depth": 28, "hidden_size": 1152, "patch_size": (1, 2, 2), "num_heads": 16,
-                "qk_norm": True, "input_sq_size": 512, "model_max_length": 200}
-    return STDiT2(**{**defaults, **kwargs})
+FLAVOURS = flavours(STDiT2, sizes={**SIZES, "L": (24, 1056, 16)}, patch_size=(1, 2, 2), qk_norm=True,
+                    input_sq_size=512, model_max_length=200)
+STDiT2_XL_2 = FLAVOURS.XL

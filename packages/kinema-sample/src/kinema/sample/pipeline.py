@@ -218,7 +218,7 @@ class KinemaVideoPipeline(DiffusionPipeline):
         self._offload_device = None
 
     def _remove_sequential_hooks(self) -> None:
-        for hook in getattr(self, "_sequential_hooks", []):
+        for hook in self._sequential_hooks:
             hook.remove()
         self._sequential_hooks = []
 

@@ -8,14 +8,12 @@ cross-attention and the MLP are per frame or per token and need no communication
 exactly the single-device computation (unlike a spatial Ulysses split, nothing is approximated).
 
 Applied from outside the model: every block's ``attn_temp`` becomes a ``SequenceParallelAttention``
-(same parameters, so the same state-dict keys), and hooks split the first block's input by frames,
-slice every block's per-frame arguments (``x_mask``, STDiT's temporal table ``tpe``) to the local
-frames and all-gather the last block's output.
+(same parameters, so the same state-dict keys), and hooks split the first block's tokens by frames,
+slice the fields that every block's ``BlockInputs`` declares per frame (``x_mask``, STDiT's temporal
+table ``tpe``) to the local frames and all-gather the last block's output.
 """
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 import torch.distributed as dist
@@ -24,24 +22,22 @@ from torch import nn
 
 from kinema.core import AttentionBackend, KinemaError, get_registry
 from kinema.dit.layers import Attention
+from kinema.dit.pixart import PixArtFamily
 
 from .comm import all_to_all, gather, local_chunk
 
-# block arguments that carry a frame axis at dim 1 and must follow the frame sharding
-PER_FRAME_ARGS = ("x_mask", "tpe")
-
 
 def apply_sequence_parallel(model: nn.Module, cp_group) -> nn.Module:
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or not all(hasattr(b, "attn_temp") for b in blocks):
+    # the PixArt-family block layout (``blocks[i].attn_temp`` fed ``(x, BlockInputs)``) with attention along frames
+    if not (isinstance(model, PixArtFamily) and model.contract().temporal_attention):
         raise ValueError(
             "sequence parallelism supports the spatial-temporal models (STDiT, STDiT2); "
             f"{type(model).__name__} has no blocks with temporal attention"
         )
+    blocks = model.blocks
     temporal = [SequenceParallelAttention.from_dense(block.attn_temp, cp_group) for block in blocks]  # may refuse
     for i, (block, attn_temp) in enumerate(zip(blocks, temporal)):
-        signature = inspect.signature(block.forward)
-        block.register_forward_pre_hook(_FrameShardHook(signature, cp_group, split_x=i == 0), with_kwargs=True)
+        block.register_forward_pre_hook(_FrameShardHook(cp_group, split_x=i == 0))
         block.attn_temp = attn_temp
     blocks[-1].register_forward_hook(lambda module, args, out: gather(out, cp_group, dim=1))
     model.sequence_parallel_group = cp_group
@@ -49,12 +45,15 @@ def apply_sequence_parallel(model: nn.Module, cp_group) -> nn.Module:
 
 
 class _FrameShardHook:
-    def __init__(self, signature: inspect.Signature, group, split_x: bool):
-        self.signature, self.group, self.split_x = signature, group, split_x
+    """Runs before ``block(x [B, T, S, C], inputs)``: splits x by frames (the first block; the others
+    receive it split) and slices the fields ``inputs`` (a ``kinema.dit.layers.BlockInputs``) declares
+    per frame to this rank's frames."""
 
-    def __call__(self, module, args, kwargs):
-        bound = self.signature.bind(*args, **kwargs)
-        x = bound.arguments["x"]
+    def __init__(self, group, split_x: bool):
+        self.group, self.split_x = group, split_x
+
+    def __call__(self, module, args):
+        x, inputs = args
         world = dist.get_world_size(self.group)
         frames = x.shape[1] * (1 if self.split_x else world)
         if frames % world:
@@ -62,13 +61,15 @@ class _FrameShardHook:
                 f"sequence parallelism over {world} ranks needs the latent frame count ({frames}) to be a multiple "
                 f"of {world}; change parallel.sequence or the number of frames"
             )
-        if self.split_x:
-            bound.arguments["x"] = local_chunk(x, self.group, dim=1)
-        for name in PER_FRAME_ARGS:
-            value = bound.arguments.get(name)
-            if isinstance(value, torch.Tensor) and value.shape[1] == frames:
-                bound.arguments[name] = local_chunk(value, self.group, dim=1)
-        return bound.args, bound.kwargs
+
+        def local_frames(value: torch.Tensor, axis: int) -> torch.Tensor:
+            if value.shape[axis] != frames:
+                raise ValueError(f"a per-frame block input has {value.shape[axis]} frames (axis {axis}) for "
+                                 f"{frames} frames of tokens")
+            return local_chunk(value, self.group, dim=axis)
+
+        x = local_chunk(x, self.group, dim=1) if self.split_x else x
+        return x, inputs.map_frames(local_frames)
 
 
 class SequenceParallelAttention(Attention):

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from kinema.dit.layers import Attention, Mlp, MultiHeadCrossAttention
+from kinema.dit.pixart import PixArtFamily
 
 with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": expected on CPU
     warnings.simplefilter("ignore")
@@ -125,12 +126,12 @@ def _gather_rows(t: torch.Tensor, groups: int, tp_group) -> torch.Tensor:
 
 def apply_tensor_parallel(model: nn.Module, tp_group) -> nn.Module:
     """Shard every attention and MLP inside ``model.blocks`` in place."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None:
+    if not isinstance(model, PixArtFamily):
         raise ValueError(
             f"tensor parallelism supports the PixArt-family models (STDiT, STDiT2, DiT, PixArt); "
-            f"{type(model).__name__} has no .blocks"
+            f"{type(model).__name__} is not one"
         )
+    blocks = model.blocks
     tp = dist.get_world_size(tp_group)
     children = [child for block in blocks for child in block.children()]
     for child in children:  # check every module before changing any
