@@ -39,3 +39,12 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     assert result.exit_code != 0
     assert "unknown config key optim.learnig_rate; valid keys in optim: lr" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_sampler_named_as_the_training_scheduler_is_refused_before_the_model_is_built(tmp_path):
+    from tiny import tiny_config
+
+    from kinema.train.trainer import Trainer
+
+    with pytest.raises(KinemaError, match="scheduler.name=ddim is a sampler .*iddpm .* or rflow"):
+        Trainer(tiny_config(tmp_path, "STDiT2", scheduler={"name": "ddim"}))

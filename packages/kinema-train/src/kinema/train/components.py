@@ -47,7 +47,14 @@ def load_pretrained_weights(model: nn.Module, folder: str) -> None:
 
 
 def build_scheduler(cfg: SchedulerConfig):
-    return lookup("scheduler", cfg.name)(**cfg.kwargs)
+    """The training objective named by ``scheduler.name`` (``iddpm``, ``rflow`` or a plugin's)."""
+    from kinema.sample.schedulers import TrainingObjective
+
+    objective = lookup("scheduler", cfg.name)(**cfg.kwargs)
+    if not isinstance(objective, TrainingObjective):
+        raise KinemaError(f"scheduler.name={cfg.name} is a sampler ({type(objective).__name__}); training needs an "
+                          "objective: iddpm (its pipeline can sample with ddim, dpm-solver, ...) or rflow")
+    return objective
 
 
 def _build_frozen(kind: str, name: Optional[str], pretrained: Optional[str], kwargs: dict) -> Any:

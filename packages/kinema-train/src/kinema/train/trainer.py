@@ -51,9 +51,9 @@ class Trainer:
         self.device = self.ctx.device
 
         aspect_condition(1, 1, cfg.model.ar_convention)  # a bad convention fails before any model is built
+        self.scheduler = build_scheduler(cfg.scheduler)
         self.model = build_model(cfg.model).to(self.device)
         self.contract = self.model.contract()
-        self.scheduler = build_scheduler(cfg.scheduler)
         self.vae = move(build_vae(cfg.vae), self.device)
         self.text_encoder = move(build_text_encoder(cfg.text_encoder), self.device)
         self.masks = MaskGenerator(cfg.data.mask_ratios) if cfg.data.mask_ratios else None
