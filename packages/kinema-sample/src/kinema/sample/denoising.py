@@ -52,11 +52,12 @@ def check_scheduler(scheduler, prediction_type: str) -> None:
     name = type(scheduler).__name__
     if prediction_type == "flow" and not is_flow_scheduler(scheduler):
         raise KinemaError(f"this model was trained with rectified flow; {name} samples diffusion (epsilon) models. "
-                          "Use FlowMatchEulerDiscreteScheduler (set_scheduler('rflow')) or "
+                          "Use FlowMatchEulerDiscreteScheduler (set_scheduler('rflow'), --scheduler rflow) or "
                           "FlowMatchHeunDiscreteScheduler")
     if prediction_type == "epsilon" and is_flow_scheduler(scheduler):
         raise KinemaError(f"this model predicts noise (epsilon); {name} samples rectified-flow models. "
-                          "Use a diffusion scheduler, e.g. set_scheduler('iddpm'), 'ddim', 'dpm-solver' or 'pndm'")
+                          "Use a diffusion scheduler, e.g. set_scheduler('iddpm'), 'ddim', 'dpm-solver' or 'pndm' "
+                          "(--scheduler on the command line)")
     if prediction_type == "epsilon" and scheduler.config.get("prediction_type", "epsilon") != "epsilon":
         raise KinemaError(f"{name} is configured with prediction_type={scheduler.config.prediction_type!r}; "
                           "this model predicts epsilon: build the scheduler with prediction_type='epsilon'")

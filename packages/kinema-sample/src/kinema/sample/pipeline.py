@@ -504,7 +504,8 @@ def _offload_target(gpu_id, device, what: str) -> torch.device:
         return torch.device(device)
     if not torch.cuda.is_available():
         raise KinemaError(f"{what} keeps models in CPU memory and runs each on a GPU, and no GPU is visible; "
-                          f"on this machine leave it off (everything already runs on the CPU), or pass device=...")
+                          "on this machine leave it off (everything already runs on the CPU), or pass device=... "
+                          "(--device with --cpu-offload)")
     return torch.device("cuda", gpu_id or 0)
 
 
