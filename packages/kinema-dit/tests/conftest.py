@@ -28,6 +28,11 @@ def captions():
     return caption_batch
 
 
+@pytest.fixture
+def released_final_layer():
+    return released_final_layer_
+
+
 def randomize_(model: torch.nn.Module, seed: int = 0, keep_zero: tuple[str, ...] = (), std: float = 0.1):
     """Fill every parameter with non-zero random values (so zero-initialised projections do
     something), except parameters whose name contains one of ``keep_zero``."""
@@ -51,3 +56,17 @@ def caption_batch(batch: int, tokens: int = 6, channels: int = 16, valid=(2, 5),
     for b in range(batch):
         mask[b, : valid[b % len(valid)]] = 1
     return y, mask
+
+
+def released_final_layer_(x, t, t0, x_mask, table, weight, bias, double_norm):
+    """Open-Sora 1.1's final layer written out: LN without affine, x*(1+scale)+shift, per-frame select, linear.
+    double_norm: given frames are normalised and t0-modulated again on top of the t-modulated x (as released)."""
+    def ln(v):
+        mean = v.mean(-1, keepdim=True)
+        return (v - mean) / torch.sqrt(((v - mean) ** 2).mean(-1, keepdim=True) + 1e-6)
+
+    shift, scale = (table[None] + t[:, None]).chunk(2, dim=1)  # [B, 1, C] each
+    shift0, scale0 = (table[None] + t0[:, None]).chunk(2, dim=1)
+    x_t = ln(x) * (1 + scale[:, None]) + shift[:, None]  # x [B, T, S, C]
+    x_zero = (ln(x_t) if double_norm else ln(x)) * (1 + scale0[:, None]) + shift0[:, None]
+    return torch.where(x_mask[:, :, None, None], x_t, x_zero) @ weight.T + bias

@@ -9,10 +9,15 @@ from kinema.dit.convert import CheckpointMismatchError, load
 from kinema.dit.stdit2 import STDiT2
 
 
+def tiny_stdit2(tiny, randomize, **overrides):
+    torch.manual_seed(0)
+    return randomize(STDiT2(**tiny, qk_norm=True, input_sq_size=64, **overrides)).eval()
+
+
 @pytest.fixture
 def source(tiny, randomize):
-    torch.manual_seed(0)
-    return randomize(STDiT2(**tiny, qk_norm=True, input_sq_size=64)).eval()
+    """The upstream model: it computes as Open-Sora 1.1's released code."""
+    return tiny_stdit2(tiny, randomize, final_layer_legacy=True, no_temporal_pos_emb_legacy=True)
 
 
 def hub_config(**changes) -> dict:
@@ -60,6 +65,7 @@ def outputs(model, captions, x_mask=None):
 def test_hub_folder_reproduces_the_source_model(tmp_path, source, captions, shards):
     converted = load("opensora-v1.1", write_hub_folder(tmp_path / "stage3", source, shards=shards))
     assert converted.config.qk_norm and converted.config.qk_norm_legacy and converted.config.input_sq_size == 64
+    assert converted.config.final_layer_legacy and converted.config.no_temporal_pos_emb_legacy
     assert torch.equal(outputs(converted, captions), outputs(source, captions))
     x_mask = torch.tensor([[False, True, True], [True, True, True]])
     assert torch.equal(outputs(converted, captions, x_mask), outputs(source, captions, x_mask))
@@ -69,7 +75,28 @@ def test_state_dict_file(tmp_path, source, captions):
     torch.save({"model": source.state_dict()}, tmp_path / "ckpt.pt")
     converted = load("opensora-v1.1", tmp_path / "ckpt.pt", num_heads=4, input_sq_size=64)
     assert converted.config.qk_norm
+    assert converted.config.final_layer_legacy and converted.config.no_temporal_pos_emb_legacy
     assert torch.equal(outputs(converted, captions), outputs(source, captions))
+    x_mask = torch.tensor([[False, True, True], [True, True, True]])
+    assert torch.equal(outputs(converted, captions, x_mask), outputs(source, captions, x_mask))
+
+
+def test_converted_weights_compute_as_released_unless_told(tmp_path, tiny, randomize, source, captions):
+    """Given frames through the released double-norm final layer, RoPE despite no_temporal_pos_emb=true in the
+    upstream config; --set ..._legacy=false gives kinema's corrected computation (a fresh STDiT2's)."""
+    folder = write_hub_folder(tmp_path / "m", source, hub_config(no_temporal_pos_emb=True))
+    released = load("opensora-v1.1", folder)
+    corrected = load("opensora-v1.1", folder, final_layer_legacy=False, no_temporal_pos_emb_legacy=False)
+    fresh = tiny_stdit2(tiny, randomize, no_temporal_pos_emb=True)  # constructor defaults, same weights
+    x_mask = torch.tensor([[False, True, True], [True, False, True]])
+    for mask in (None, x_mask):
+        assert torch.equal(outputs(released, captions, mask), outputs(source, captions, mask))
+        assert torch.equal(outputs(corrected, captions, mask), outputs(fresh, captions, mask))
+        assert (outputs(corrected, captions, mask) - outputs(released, captions, mask)).abs().max() > 1e-4
+    only_final_layer = load("opensora-v1.1", folder, final_layer_legacy=False)  # RoPE kept: denoised frames agree
+    frames = x_mask[:, None, :, None, None].expand(2, 8, 3, 10, 12)
+    assert torch.equal(outputs(only_final_layer, captions, x_mask)[frames], outputs(source, captions, x_mask)[frames])
+    assert (outputs(only_final_layer, captions, x_mask) - outputs(source, captions, x_mask)).abs().max() > 1e-3
 
 
 def test_other_model_type_is_refused(tmp_path, source):

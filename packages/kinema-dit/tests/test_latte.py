@@ -162,6 +162,17 @@ def test_fully_masked_caption_attends_uniformly_like_the_additive_bias():
         torch.testing.assert_close(model(x, t, y, torch.zeros(2, 6)), model(x, t, y))
 
 
+def test_no_caption_is_an_error_naming_the_empty_prompt():
+    model = tiny()
+    x, t, y = inputs()
+    with pytest.raises(KinemaError, match=r"got no caption \(y=None\).*features of the empty prompt"):
+        model(x, t, None)
+    with pytest.raises(KinemaError, match="with no tokens"):
+        model(x, t, y[:, :0])
+    with pytest.raises(KinemaError, match="y=None"):
+        model.model_inputs(None)
+
+
 def test_bad_use_image_num_and_caption_shapes():
     model = tiny()
     x, t, y = inputs(frames=3, caption_rows=2)

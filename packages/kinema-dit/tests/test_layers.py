@@ -226,6 +226,25 @@ def test_final_layer_modulates_with_raw_t():
     torch.testing.assert_close(layer(x, t), expected)
 
 
+@pytest.mark.parametrize("legacy", [True, False])
+def test_final_layer_given_frames_released_or_single_norm(legacy, released_final_layer):
+    torch.manual_seed(0)
+    layer = T2IFinalLayer(8, 4, 2, legacy=legacy)
+    torch.nn.init.normal_(layer.linear.weight)
+    x, t, t0 = torch.randn(2, 3, 5, 8) * 3 + 1, torch.randn(2, 8), torch.randn(2, 8)
+    x_mask = torch.tensor([[True, False, True], [False, False, True]])
+    args = (x, t, t0, x_mask, layer.scale_shift_table, layer.linear.weight, layer.linear.bias)
+    out = layer(x, t, t0, x_mask)
+    torch.testing.assert_close(out, released_final_layer(*args, double_norm=legacy), atol=1e-5, rtol=1e-5)
+    other = released_final_layer(*args, double_norm=not legacy)
+    assert (out - other)[~x_mask].abs().amax(-1).min() > 1e-3  # every given token differs between the formulas
+    torch.testing.assert_close(out[x_mask], other[x_mask], atol=1e-5, rtol=1e-5)  # denoised frames do not
+    all_denoised = torch.ones(2, 3, dtype=torch.bool)  # without x_mask both modes are the plain formula
+    torch.testing.assert_close(layer(x, t), released_final_layer(*args[:3], all_denoised, *args[4:], legacy),
+                               atol=1e-5, rtol=1e-5)
+    assert T2IFinalLayer(8, 4, 2).legacy is False  # a fresh layer keeps the single norm
+
+
 def test_unknown_attention_backend_lists_the_names():
     assert check_attention_backend("math") == "math"
     with pytest.raises(UnknownNameError) as err:

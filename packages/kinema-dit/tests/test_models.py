@@ -6,7 +6,7 @@ import uuid
 import pytest
 import torch
 
-from kinema.core import AttentionBackend, UnknownNameError, get_registry, lookup
+from kinema.core import AttentionBackend, KinemaError, UnknownNameError, get_registry, lookup
 from kinema.dit.attention import math_attention
 from kinema.dit.dit import DiT
 from kinema.dit.pixart import PixArt
@@ -121,6 +121,28 @@ def test_caption_dropout_in_training_uses_null_caption(key, tiny, randomize, cap
     null = model.y_embedder.y_embedding.expand_as(y)
     torch.testing.assert_close(dropped, model.eval()(x, t, null, mask, **extra))
     assert (model(x, t, y, mask, **extra) - dropped).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("key", ["stdit", "stdit2", "dit", "pixart"])
+def test_no_caption_is_an_error_naming_the_null_caption(key, tiny, randomize, captions):
+    """y=None (or features of no tokens) is not read as unconditional: the error names the model's null caption,
+    which, passed as y, is the unconditional call."""
+    model = _build(key, tiny, randomize).eval()
+    x, extra = MODELS[key][1](2)
+    t = torch.tensor([5, 500])
+    with pytest.raises(KinemaError, match=r"got no caption \(y=None\).*model.null_caption\(\)"):
+        model(x, t, None, **extra)
+    with pytest.raises(KinemaError, match=r"\(2, 1, 0, 16\) with no tokens"):
+        model(x, t, torch.zeros(2, 1, 0, 16), **extra)
+    with pytest.raises(KinemaError, match=r"y=None"):
+        model.model_inputs(None)
+    y, _ = captions(2)
+    with pytest.raises(KinemaError, match=r"caption mask rows \[0, 1\] have no valid token"):  # all-empty batch
+        model(x, t, y, torch.zeros(2, 6), **extra)
+    null = model.null_caption()[None, None].expand(2, -1, -1, -1)
+    with torch.no_grad():  # the named fix is the unconditional call
+        torch.testing.assert_close(model(x, t, null, **extra),
+                                   model(x, t, y, **extra, force_drop_ids=torch.ones(2, dtype=torch.long)))
 
 
 @pytest.mark.parametrize("name,cls", [("STDiT-XL/2", STDiT), ("STDiT2-XL/2", STDiT2), ("DiT-XL/2", DiT),

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from einops import rearrange
 
 from kinema.core import KinemaError
 from kinema.dit.pixart import PixArt
@@ -94,8 +95,8 @@ def test_one_frame_stdit_equals_pixart_with_same_weights(tiny, randomize, captio
 # ---------------------------------------------------------------------------------------------
 
 
-def _tiny_stdit(tiny, randomize, T=3, seed=0):
-    return randomize(STDiT(input_size=(T, 4, 6), **tiny), seed=seed).eval()
+def _tiny_stdit(tiny, randomize, T=3, seed=0, **overrides):
+    return randomize(STDiT(input_size=(T, 4, 6), **tiny, **overrides), seed=seed).eval()
 
 
 def test_forward_shape_dtype_and_cfg_mask_rows(tiny, randomize, captions):
@@ -156,6 +157,30 @@ def test_x_mask_temporal_branch_keeps_gate_at_t(tiny, randomize, captions):
     out_a = model(x, torch.tensor([900]), y, mask, x_mask=all_given)
     out_b = model(x, torch.tensor([0]), y, mask, x_mask=all_given)
     torch.testing.assert_close(out_a, out_b)
+
+
+def test_x_mask_final_layer_as_released(tiny, randomize, captions, released_final_layer):
+    """final_layer_legacy: given frames go through the released double-norm formula (Open-Sora 1.1's STDiT
+    shares STDiT2's final layer); a fresh STDiT uses the single norm."""
+    model = _tiny_stdit(tiny, randomize, T=3, final_layer_legacy=True)
+    fresh = _tiny_stdit(tiny, randomize, T=3)
+    seen = {}
+    model.final_layer.register_forward_pre_hook(lambda m, args: seen.update(args=args))
+    y, mask = captions(2)
+    x = torch.randn(2, 4, 3, 4, 6, generator=torch.Generator().manual_seed(0))
+    x_mask = torch.tensor([[True, False, True], [False, False, True]])
+    with torch.no_grad():
+        out = model(x, torch.tensor([700, 300]), y, mask, x_mask=x_mask)
+        out_fresh = fresh(x, torch.tensor([700, 300]), y, mask, x_mask=x_mask)
+        tokens, t, t0, _ = seen["args"]
+        fl = model.final_layer
+        dense = released_final_layer(tokens, t, t0, x_mask, fl.scale_shift_table, fl.linear.weight, fl.linear.bias,
+                                     double_norm=True)
+    expected = rearrange(dense, "B T (H W) (ph pw C) -> B C T (H ph) (W pw)", H=2, W=3, ph=2, pw=2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    frames = x_mask[:, None, :, None, None].expand_as(out)
+    torch.testing.assert_close(out_fresh[frames], out[frames])
+    assert (out_fresh - out)[~frames].abs().max() > 1e-3
 
 
 def test_masked_out_caption_tokens_have_no_effect(tiny, randomize, captions):

@@ -2,8 +2,10 @@ import math
 
 import pytest
 import torch
+from einops import rearrange
 
 from kinema.core import KinemaError
+from kinema.dit.contract import SizeConditions
 from kinema.dit.pos_embed import get_2d_sincos_pos_embed
 from kinema.dit.stdit2 import STDiT2, STDiT2_XL_2
 
@@ -161,6 +163,61 @@ def test_x_mask_final_layer_asymmetry(tiny, randomize, captions):
     assert (given - plain_t0).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("legacy", [True, False])
+def test_x_mask_whole_model_final_layer_released_or_single_norm(tiny, randomize, captions, released_final_layer,
+                                                                 legacy):
+    """The model's output is the final-layer formula (double norm for given frames as released, or the single
+    norm) applied to the tokens and embeddings the final layer receives, unpatchified and cropped."""
+    model = _tiny_stdit2(tiny, randomize, final_layer_legacy=legacy)
+    seen = {}
+    model.final_layer.register_forward_pre_hook(lambda m, args: seen.update(args=args))
+    y, mask = captions(2)
+    x = torch.randn(2, 4, 3, 5, 6, generator=torch.Generator().manual_seed(0))  # H 5: padded to 6, cropped back
+    x_mask = torch.tensor([[False, True, True], [False, False, True]])
+    with torch.no_grad():
+        out = model(x, torch.tensor([700, 300]), y, mask, x_mask=x_mask, **_sizes(3, 5, 6))
+        tokens, t, t0, _ = seen["args"]
+        fl = model.final_layer
+        dense = released_final_layer(tokens, t, t0, x_mask, fl.scale_shift_table, fl.linear.weight, fl.linear.bias,
+                                     double_norm=legacy)
+    expected = rearrange(dense, "B T (H W) (ph pw C) -> B C T (H ph) (W pw)", H=3, W=3, ph=2, pw=2)[:, :, :, :5]
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # the other mode, same weights: the same denoised frames, other given frames
+    other = _tiny_stdit2(tiny, randomize, final_layer_legacy=not legacy)
+    with torch.no_grad():
+        out_other = other(x, torch.tensor([700, 300]), y, mask, x_mask=x_mask, **_sizes(3, 5, 6))
+    frames = x_mask[:, None, :, None, None].expand_as(out)
+    torch.testing.assert_close(out_other[frames], out[frames])
+    assert (out_other - out)[~frames].abs().max() > 1e-3
+    assert not STDiT2(**tiny).config.final_layer_legacy  # fresh models keep the single norm
+
+
+# ---------------------------------------------------------------------------------------------
+# size conditions of n prompts for a guided batch of k*n
+# ---------------------------------------------------------------------------------------------
+
+
+def test_size_conditions_of_n_rows_are_tiled_over_a_2n_batch(tiny, randomize, captions):
+    """As upstream's sampler: sizes of the n prompts for the 2n batch [cond; uncond], repeated as a block."""
+    model = _tiny_stdit2(tiny, randomize)
+    y, mask = captions(4)
+    x, t = torch.randn(4, 4, 3, 4, 6, generator=torch.Generator().manual_seed(0)), torch.tensor([5, 300, 5, 300])
+    n_rows = dict(num_frames=torch.tensor([3.0, 9.0]), height=torch.tensor([32.0, 64.0]),
+                  width=torch.tensor([48.0, 40.0]), ar=torch.tensor([32 / 48, 64 / 40]), fps=torch.tensor([24.0, 8.0]))
+    with torch.no_grad():
+        out = model(x, t, y, mask, **n_rows)
+        explicit = model(x, t, y, mask, **{k: torch.cat([v, v]) for k, v in n_rows.items()})
+        interleaved = model(x, t, y, mask, **{k: v.repeat_interleave(2) for k, v in n_rows.items()})
+        via_contract = model(x, t, **model.model_inputs(y, mask, sizes=SizeConditions(**n_rows)))
+    torch.testing.assert_close(out, explicit)
+    torch.testing.assert_close(via_contract, explicit)
+    assert (out - interleaved).abs().max() > 1e-3  # the order matters, and it is the tiled one
+    with pytest.raises(KinemaError, match="fps has 3 values for a batch of 4"):
+        model(x, t, y, mask, **{**n_rows, "fps": torch.tensor([24.0, 8.0, 8.0])})
+    with pytest.raises(KinemaError, match="fps has 3 values for a batch of 4"):
+        model.model_inputs(y, mask, sizes=SizeConditions(**{**n_rows, "fps": torch.tensor([24.0, 8.0, 8.0])}))
+
+
 # ---------------------------------------------------------------------------------------------
 # RoPE / QK-norm order and temporal mixing
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +255,7 @@ def test_temporal_rope_breaks_frame_permutation_symmetry(tiny, randomize, captio
     """Without RoPE, temporal attention is permutation-equivariant over frames (no temporal sincos in
     STDiT2); with it, reversing the frames does not just reverse the output."""
     y, mask = captions(1)
-    x = torch.randn(1, 4, 3, 4, 4)
+    x = torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     sizes = _sizes(3, 4, 4, 1)
     for no_rope in (True, False):
         model = _tiny_stdit2(tiny, randomize, no_temporal_pos_emb=no_rope)
@@ -208,6 +265,24 @@ def test_temporal_rope_breaks_frame_permutation_symmetry(tiny, randomize, captio
             torch.testing.assert_close(out_rev, out, atol=1e-5, rtol=1e-5)
         else:
             assert (out_rev - out).abs().max() > 1e-3
+
+
+def test_no_temporal_pos_emb_ignored_as_released_or_honoured(tiny, randomize, captions):
+    """Released: the flag is stored and RoPE still applied (the output equals a model with the flag off);
+    honoured (a fresh model's default): no RoPE, so reversing the frames just reverses the output."""
+    y, mask = captions(1)
+    x = torch.randn(1, 4, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    sizes = _sizes(3, 4, 4, 1)
+    with_rope = _tiny_stdit2(tiny, randomize)
+    released = _tiny_stdit2(tiny, randomize, no_temporal_pos_emb=True, no_temporal_pos_emb_legacy=True)
+    honoured = _tiny_stdit2(tiny, randomize, no_temporal_pos_emb=True)
+    with torch.no_grad():
+        out_rope, out_released, out_honoured = (m(x, torch.tensor([5]), y, mask, **sizes)
+                                                for m in (with_rope, released, honoured))
+        out_honoured_rev = honoured(x.flip(2), torch.tensor([5]), y, mask, **sizes).flip(2)
+    torch.testing.assert_close(out_released, out_rope)
+    assert (out_honoured - out_rope).abs().max() > 1e-4  # small: tiny random weights attend almost uniformly
+    torch.testing.assert_close(out_honoured_rev, out_honoured, atol=1e-5, rtol=1e-5)
 
 
 def test_save_and_load_pretrained_roundtrip(tmp_path, tiny, randomize, captions):

@@ -76,7 +76,8 @@ class OracleModel(ModelMixin, ConfigMixin, VideoModel):
         self.seen: list[dict] = []
 
     def contract(self) -> ModelContract:
-        return ModelContract(caption_channels=1, caption_length=1, patch_size=(1, 1, 1), frame_mask=True)
+        return ModelContract(latent_channels=1, caption_channels=1, caption_length=1, patch_size=(1, 1, 1),
+                             frame_mask=True)
 
     def forward(self, x, timestep, y=None, mask=None, x_mask=None):
         self.seen.append({"x": x.clone(), "t": timestep.clone(), "x_mask": None if x_mask is None else x_mask.clone()})

@@ -29,6 +29,7 @@ AR_CONVENTIONS = ("height/width", "width/height")
 class ModelContract:
     """What one model takes besides the latents and the timestep.
 
+    latent_channels: channels of the latents it denoises (the VAE's latent channels).
     caption_channels / caption_length: caption features are [B, 1, caption_length, caption_channels]
         (caption_length is the null caption's length and the text encoder's max_length).
     patch_size: (t, h, w) latent patch; latents need not be multiples (models pad), but this is what a
@@ -43,6 +44,7 @@ class ModelContract:
     temporal_attention: its blocks attend along frames in a separate attention (sequence-parallel split).
     """
 
+    latent_channels: int
     caption_channels: int
     caption_length: int
     patch_size: tuple[int, int, int]
@@ -55,9 +57,20 @@ class ModelContract:
     temporal_attention: bool = False
 
 
+def size_rows(value, name: str, batch_size: int, device) -> torch.Tensor:
+    """One size condition as a [batch_size] float tensor: a number, one value per sample, or n values for a
+    batch of k*n, tiled k times as Open-Sora's size embedder repeats them (the n prompts of a guided 2n batch)."""
+    value = torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1)
+    if value.numel() == 0 or batch_size % value.numel():
+        raise KinemaError(f"size condition {name} has {value.numel()} values for a batch of {batch_size}; "
+                          "pass one value, one per sample, or one per prompt of a guided batch")
+    return value.repeat(batch_size // value.numel())
+
+
 @dataclass(frozen=True)
 class SizeConditions:
-    """Per-sample size conditions: [B] float tensors (or numbers, broadcast over the batch)."""
+    """Per-sample size conditions: [B] float tensors, numbers (broadcast over the batch), or [n] tensors for a
+    batch of k*n (tiled, see :func:`size_rows`)."""
 
     num_frames: object
     height: object
@@ -66,15 +79,8 @@ class SizeConditions:
     fps: object
 
     def batched(self, batch_size: int, device) -> dict[str, torch.Tensor]:
-        out = {}
-        for name in ("num_frames", "height", "width", "ar", "fps"):
-            value = torch.as_tensor(getattr(self, name), dtype=torch.float32, device=device).reshape(-1)
-            if value.numel() == 1:
-                value = value.expand(batch_size)
-            if value.numel() != batch_size:
-                raise KinemaError(f"size condition {name} has {value.numel()} values for a batch of {batch_size}")
-            out[name] = value
-        return out
+        names = ("num_frames", "height", "width", "ar", "fps")
+        return {name: size_rows(getattr(self, name), name, batch_size, device) for name in names}
 
 
 def aspect_condition(height, width, convention: str = "height/width"):
@@ -102,6 +108,17 @@ class VideoModel:
         none (the pipeline then encodes the empty prompt, as Open-Sora-Plan does)."""
         return None
 
+    def check_caption_given(self, caption: Optional[torch.Tensor]) -> None:
+        """Every call takes caption features: a missing caption (None) or one of no tokens is refused rather than
+        read as "unconditional", naming the unconditional input this model was trained with."""
+        if caption is not None and (caption.ndim < 2 or caption.shape[-2] > 0):  # other shapes: the model's check
+            return
+        got = "no caption (y=None)" if caption is None else f"caption features {tuple(caption.shape)} with no tokens"
+        unconditional = ("its null caption, model.null_caption() expanded to [B, 1, L, C]"
+                         if self.null_caption() is not None else "the text encoder's features of the empty prompt")
+        raise KinemaError(f"{type(self).__name__} got {got}: pass caption features [B, 1, L, C]; for an "
+                          f"unconditional call pass {unconditional}")
+
     def model_inputs(
         self,
         caption: torch.Tensor,
@@ -114,6 +131,7 @@ class VideoModel:
     ) -> dict:
         """Keyword arguments for ``forward`` (after x and timestep). Conditions the model does not take are
         refused with the reason; size conditions are required by models that take them."""
+        self.check_caption_given(caption)
         c = self.contract()
         name = type(self).__name__
         kwargs: dict = {"y": caption, "mask": caption_mask}

@@ -255,7 +255,8 @@ class LatteT2V(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
 
     def contract(self) -> ModelContract:
         c = self.config
-        return ModelContract(caption_channels=c.caption_channels, caption_length=c.caption_num_tokens,
+        return ModelContract(latent_channels=c.in_channels, caption_channels=c.caption_channels,
+                             caption_length=c.caption_num_tokens,
                              patch_size=(1, c.patch_size, c.patch_size), image_frames=True,
                              temporal_attention=True)
 
@@ -304,6 +305,7 @@ class LatteT2V(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
         if timestep.numel() != batch:
             raise KinemaError(f"{timestep.numel()} timesteps for a batch of {batch}; pass one per sample")
         grid_h, grid_w = height // cfg.patch_size, width // cfg.patch_size
+        self.check_caption_given(y)
         dtype = self.pos_embed.proj.weight.dtype
         x, y = x.to(dtype), y.to(dtype)
 

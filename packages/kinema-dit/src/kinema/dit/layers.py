@@ -220,8 +220,10 @@ def caption_mask(mask: Optional[torch.Tensor], batch_size: int, num_tokens: int)
             raise KinemaError(f"caption mask has {mask.shape[0]} rows for a batch of {batch_size}")
         mask = mask.repeat(batch_size // mask.shape[0], 1)
     mask = mask.bool()
-    if not mask.any(dim=1).all():
-        raise KinemaError("a caption mask row has no valid token; every caption needs at least one (e.g. its EOS)")
+    if not mask.any(dim=1).all():  # cross-attention over no token has no defined output
+        empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
+        raise KinemaError(f"caption mask rows {empty} have no valid token: every caption needs at least one "
+                          "(its EOS; the text encoder's mask of the empty prompt \"\" has it)")
     return mask
 
 
@@ -356,17 +358,29 @@ class PatchEmbed2D(nn.Module):
 
 
 class T2IFinalLayer(nn.Module):
-    """LayerNorm, modulation by the raw timestep embedding t (+ table [2, C]), Linear to patch pixels."""
+    """LayerNorm, modulation by the raw timestep embedding t (+ table [2, C]), Linear to patch pixels.
 
-    def __init__(self, hidden_size: int, num_patch: int, out_channels: int):
+    Frames that ``x_mask`` marks given are modulated by t0 instead. ``legacy=True`` computes them as
+    Open-Sora 1.1's released code does, on the already t-modulated tokens:
+    mod_t0(LN(mod_t(LN(x)))); False gives mod_t0(LN(x)).
+    """
+
+    def __init__(self, hidden_size: int, num_patch: int, out_channels: int, legacy: bool = False):
         super().__init__()
         self.norm_final = layer_norm(hidden_size)
         self.linear = nn.Linear(hidden_size, num_patch * out_channels)
         self.scale_shift_table = nn.Parameter(torch.randn(2, hidden_size) / hidden_size**0.5)
+        self.legacy = legacy
 
     def forward(self, x, t, t0=None, x_mask=None):
-        shift, scale = frame_modulation(self.scale_shift_table, t, t0, x_mask)
-        return self.linear(t2i_modulate(self.norm_final(x), shift, scale))
+        if x_mask is None or not self.legacy:
+            shift, scale = frame_modulation(self.scale_shift_table, t, t0, x_mask)
+            return self.linear(t2i_modulate(self.norm_final(x), shift, scale))
+        shift, scale = frame_modulation(self.scale_shift_table, t)
+        shift0, scale0 = frame_modulation(self.scale_shift_table, t0)
+        x = t2i_modulate(self.norm_final(x), shift, scale)
+        x_zero = t2i_modulate(self.norm_final(x), shift0, scale0)  # normalises the modulated x again
+        return self.linear(torch.where(x_mask[:, :, None, None], x, x_zero))
 
 
 def unpatchify(x: torch.Tensor, grid: tuple[int, int, int], patch_size, out_channels: int) -> torch.Tensor:

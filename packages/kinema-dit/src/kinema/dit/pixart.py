@@ -109,6 +109,7 @@ class PixArtFamily(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
 
     def cast_inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Check the caption features; x and y in the weights' dtype."""
+        self.check_caption_given(y)
         check_caption(y, x.shape[0], self.config.caption_channels)
         dtype = self.x_embedder.proj.weight.dtype
         return x.to(dtype), y.to(dtype)
@@ -174,7 +175,8 @@ class PixArt(PixArtFamily):
 
     def contract(self) -> ModelContract:
         c = self.config
-        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+        return ModelContract(latent_channels=c.in_channels, caption_channels=c.caption_channels,
+                             caption_length=c.model_max_length,
                              patch_size=(1, c.patch_size, c.patch_size), caption_dropout=True, max_frames=1,
                              latent_size=(1, c.input_size, c.input_size))
 

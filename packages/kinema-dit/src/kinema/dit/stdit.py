@@ -90,6 +90,8 @@ class STDiT(PixArtFamily):
     x_mask [B, T] (True = frame being denoised)) -> [B, 2C, T, H, W] fp32.
 
     ``input_size`` (T, H, W) is the latent size the fixed position tables are built for.
+    ``final_layer_legacy=True`` computes given frames in the final layer as the released Open-Sora 1.1 code
+    does (see :class:`~kinema.dit.layers.T2IFinalLayer`); converted Open-Sora checkpoints set it.
     """
 
     block_type = STDiTBlock
@@ -111,6 +113,7 @@ class STDiT(PixArtFamily):
         model_max_length: int = 120,
         space_scale: float = 1.0,
         time_scale: float = 1.0,
+        final_layer_legacy: bool = False,
         attention: str = "sdpa",
     ):
         super().__init__()
@@ -133,12 +136,13 @@ class STDiT(PixArtFamily):
             [self.block_type(hidden_size, num_heads, mlp_ratio, drop, backend=attention)
              for drop in drop_path_rates(drop_path, depth)]
         )
-        self.final_layer = T2IFinalLayer(hidden_size, math.prod(patch_size), self.out_channels)
+        self.final_layer = T2IFinalLayer(hidden_size, math.prod(patch_size), self.out_channels, final_layer_legacy)
         init_pixart_weights(self)
 
     def contract(self) -> ModelContract:
         c = self.config
-        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+        return ModelContract(latent_channels=c.in_channels, caption_channels=c.caption_channels,
+                             caption_length=c.model_max_length,
                              patch_size=tuple(c.patch_size), frame_mask=True, caption_dropout=True,
                              latent_size=tuple(c.input_size), temporal_attention=True)
 

@@ -13,6 +13,11 @@ What changes from STDiT (stdit.py):
 Upstream quirks kept for weight compatibility: RoPE is applied before the QK-norm
 (``qk_norm_legacy=True``; False gives norm-then-rope), and the final layer is modulated by the bare
 timestep embedding t for denoised frames but by t0 + size conditions for given frames.
+
+Released behaviour that is an option, off in a fresh model and on in converted Open-Sora 1.1 weights:
+``final_layer_legacy`` (given frames normalised and modulated twice in the final layer, see
+:class:`~kinema.dit.layers.T2IFinalLayer`) and ``no_temporal_pos_emb_legacy`` (``no_temporal_pos_emb`` is
+stored but RoPE is applied anyway).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torch import nn
 
 from kinema.core import KinemaError
 
-from .contract import ModelContract
+from .contract import ModelContract, size_rows
 from .embeddings import CaptionEmbedder, SizeEmbedder, TimestepEmbedder
 from .flavours import SIZES, flavours
 from .layers import (
@@ -99,7 +104,8 @@ class STDiT2Block(PixArtBlock):
 class STDiT2(PixArtFamily):
     """forward(x [B, C, T, H, W], timestep [B], y [B, 1, L, caption_channels], mask [B, L] (1 = valid token),
     x_mask [B, T] (True = frame being denoised), num_frames, height, width (pixels), ar (height/width
-    or whatever convention the weights were trained with), fps: [B] tensors or numbers) -> [B, 2C, T, H, W] fp32.
+    or whatever convention the weights were trained with), fps: [B] tensors or numbers, or [n] for a batch of
+    k*n such as a guided batch, tiled as upstream repeats them) -> [B, 2C, T, H, W] fp32.
     """
 
     @register_to_config
@@ -120,6 +126,8 @@ class STDiT2(PixArtFamily):
         model_max_length: int = 120,
         qk_norm: bool = False,
         qk_norm_legacy: bool = True,
+        final_layer_legacy: bool = False,
+        no_temporal_pos_emb_legacy: bool = False,
         attention: str = "sdpa",
     ):
         super().__init__()
@@ -135,12 +143,13 @@ class STDiT2(PixArtFamily):
         self.t_block_temp = adaln_projection(hidden_size, 3)
         self.y_embedder = CaptionEmbedder(caption_channels, hidden_size, class_dropout_prob, model_max_length)
         self.rope = RotaryEmbedding(hidden_size // num_heads)
-        rope = None if no_temporal_pos_emb else self.rope.rotate_queries_or_keys
+        without_rope = no_temporal_pos_emb and not no_temporal_pos_emb_legacy
+        rope = None if without_rope else self.rope.rotate_queries_or_keys
         self.blocks = nn.ModuleList(
             [STDiT2Block(hidden_size, num_heads, mlp_ratio, drop, qk_norm, rope, qk_norm_legacy, attention)
              for drop in drop_path_rates(drop_path, depth)]
         )
-        self.final_layer = T2IFinalLayer(hidden_size, math.prod(patch_size), self.out_channels)
+        self.final_layer = T2IFinalLayer(hidden_size, math.prod(patch_size), self.out_channels, final_layer_legacy)
         self.csize_embedder = SizeEmbedder(hidden_size // 3)  # (height, width) -> 2C/3
         self.ar_embedder = SizeEmbedder(hidden_size // 3)  # aspect ratio -> C/3
         self.fl_embedder = SizeEmbedder(hidden_size)  # number of frames
@@ -151,7 +160,8 @@ class STDiT2(PixArtFamily):
 
     def contract(self) -> ModelContract:
         c = self.config
-        return ModelContract(caption_channels=c.caption_channels, caption_length=c.model_max_length,
+        return ModelContract(latent_channels=c.in_channels, caption_channels=c.caption_channels,
+                             caption_length=c.model_max_length,
                              patch_size=tuple(c.patch_size), frame_mask=True, size_conditions=True,
                              caption_dropout=True, temporal_attention=True)
 
@@ -207,12 +217,7 @@ def _per_sample(value, name: str, batch_size: int, device) -> torch.Tensor:
         raise KinemaError(
             f"STDiT2 needs {name}: pass num_frames, height, width (pixels), ar and fps, one value per sample"
         )
-    value = torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1)
-    if value.numel() == 1:
-        value = value.expand(batch_size)
-    if value.numel() != batch_size:
-        raise KinemaError(f"{name} has {value.numel()} values for a batch of {batch_size}")
-    return value
+    return size_rows(value, name, batch_size, device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ OUTPUT_TYPES = ("pil", "np", "pt", "uint8", "latent")
 CALLBACK_TENSOR_INPUTS = ("latents", "prompt_embeds", "prompt_attention_mask")
 
 DEFAULTS = {"num_frames": 16, "resolution": "240p", "aspect_ratio": "9:16", "height": None, "width": None,
-            "fps": 24, "guidance_scale": 7.0, "num_inference_steps": 50}
+            "fps": 24, "guidance_scale": 7.0, "num_inference_steps": 50, "max_sequence_length": None}
 
 
 @dataclass
@@ -86,6 +86,7 @@ class KinemaVideoPipeline(DiffusionPipeline):
         unknown = set(defaults or {}) - set(DEFAULTS)
         if unknown:
             raise KinemaError(f"unknown pipeline defaults {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+        check_parts(transformer, vae)
         denoising.check_scheduler(scheduler, prediction_type)
         self.register_modules(transformer=transformer, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler)
@@ -372,6 +373,7 @@ class KinemaVideoPipeline(DiffusionPipeline):
         contract = self.transformer.contract()
         fps = float(fps or d["fps"])
         num_inference_steps = int(num_inference_steps or d["num_inference_steps"])
+        max_sequence_length = max_sequence_length or d.get("max_sequence_length")
         self._guidance_scale = float(d["guidance_scale"] if guidance_scale is None else guidance_scale)
         if loop < 1:
             raise KinemaError(f"loop must be >= 1, got {loop}")
@@ -497,6 +499,16 @@ class KinemaVideoPipeline(DiffusionPipeline):
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def check_parts(transformer, vae) -> None:
+    """The VAE makes the latents the transformer denoises (the text encoder is checked when it first encodes:
+    its width is only known then for registered encoders)."""
+    contract = transformer.contract()
+    if vae is not None and vae.latent_channels != contract.latent_channels:
+        raise KinemaError(f"the VAE ({type(vae).__name__}) makes {vae.latent_channels}-channel latents but the "
+                          f"transformer ({type(transformer).__name__}) denoises {contract.latent_channels}-channel "
+                          "ones; pair them as trained")
 
 
 def _offload_target(gpu_id, device, what: str) -> torch.device:

@@ -50,6 +50,8 @@ def register_commands(cli):
     cli.add_lazy_command("sample", "kinema.sample.cli:sample_command",
                          "Generate videos from text (and reference images/videos) with a pipeline folder.")
     cli.add_lazy_command("eval", "kinema.sample.adherence:eval_group", "Evaluate generators.")
+    cli.add_lazy_command("pipeline", "kinema.sample.assemble:pipeline_group",
+                         "Pipeline folders: assemble one from converted upstream parts (Open-Sora, Open-Sora-Plan).")
     cli.add_lazy_command("demo", "kinema.sample.demo:demo_command",
                          "Serve a local web page to generate videos and images with a pipeline "
                          "(needs kinema-sample[demo]).")

@@ -6,7 +6,9 @@ names are the same on both sides, `rope.freqs` included. A bare state-dict file 
 checkpoint) also loads: its sizes are read off the shapes and `qk_norm` off the presence of QK-norm weights.
 
 The upstream config does not say in which order RoPE and QK-norm were applied; v1.1 weights were trained
-with RoPE first, which is kinema's `qk_norm_legacy=True` default.
+with RoPE first, which is kinema's `qk_norm_legacy=True` default. The model also computes what the released
+code computes where kinema's fresh STDiT2 differs (`AS_RELEASED`): given frames normalised twice in the final
+layer, and RoPE applied whatever `no_temporal_pos_emb` says.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from .pixart_family import sizes_from_state_dict
 # upstream STDiT2Config fields that are kinema STDiT2 config fields of the same meaning
 CONFIG_FIELDS = ("input_sq_size", "in_channels", "patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
                  "class_dropout_prob", "pred_sigma", "drop_path", "no_temporal_pos_emb", "caption_channels",
-                 "model_max_length", "qk_norm", "qk_norm_legacy", "attention")
+                 "model_max_length", "qk_norm", "qk_norm_legacy", "final_layer_legacy", "no_temporal_pos_emb_legacy",
+                 "attention")
+# the released code's behaviour where a fresh kinema STDiT2 differs (False in each gives kinema's)
+AS_RELEASED = {"final_layer_legacy": True, "no_temporal_pos_emb_legacy": True}
 # unused upstream (`input_size`), training-only (`freeze`), kernel choices (kinema picks them with `attention`),
 # and the bookkeeping fields transformers writes into every config
 IGNORED_FIELDS = {"input_size", "freeze", "enable_flash_attn", "enable_flashattn", "enable_layernorm_kernel",
@@ -77,5 +82,5 @@ def load_opensora_v11(src: str | Path, **overrides) -> STDiT2:
         kwargs = sizes_from_state_dict(state, str(src))
         kwargs["qk_norm"] = "blocks.0.attn.q_norm.weight" in state
         kwargs["input_sq_size"] = 512  # the v1.1 configs' value; it sets the pixel scale of the position table
-    model = STDiT2(**{**kwargs, **overrides})
+    model = STDiT2(**{**AS_RELEASED, **kwargs, **overrides})
     return load_strict(model, state, source=str(src)).eval()

@@ -58,23 +58,31 @@ def simple_scale(position: float) -> float:
     return float(Fraction(1.0 / position).limit_denominator(64))
 
 
-def grid_from_tables(state: dict, patch: tuple[int, int, int]) -> dict:
-    """input_size, space_scale and time_scale implied by saved `pos_embed` / `pos_embed_temporal` tables."""
+def saved_scales(state: dict) -> dict:
+    """space_scale / time_scale the saved `pos_embed` / `pos_embed_temporal` were computed with, unrounded
+    (only for tables of two positions or more: a single position is 0 at any scale)."""
     found = {}
     pos = state.get("pos_embed")
+    if pos is not None and pos.shape[-2] > 1:
+        found["space_scale"] = 1.0 / position_of_second_entry(pos, 0, pos.shape[-1] // 2)  # (h 0, w 1)
+    temporal = state.get("pos_embed_temporal")
+    if temporal is not None and temporal.shape[-2] > 1:
+        found["time_scale"] = 1.0 / position_of_second_entry(temporal, 0, temporal.shape[-1])
+    return found
+
+
+def grid_from_tables(state: dict, patch: tuple[int, int, int]) -> dict:
+    """input_size, space_scale and time_scale implied by saved `pos_embed` / `pos_embed_temporal` tables."""
+    found = {name: simple_scale(1.0 / scale) for name, scale in saved_scales(state).items()}
+    pos = state.get("pos_embed")
     if pos is not None:
-        tokens, dim = pos.shape[-2:]
+        tokens = pos.shape[-2]
         side = math.isqrt(tokens)
         if side * side == tokens:
             found["spatial"] = (side * patch[1], side * patch[2])
-        if tokens > 1:
-            found["space_scale"] = simple_scale(position_of_second_entry(pos, 0, dim // 2))
     temporal = state.get("pos_embed_temporal")
     if temporal is not None:
-        frames, dim = temporal.shape[-2:]
-        found["frames"] = frames * patch[0]
-        if frames > 1:
-            found["time_scale"] = simple_scale(position_of_second_entry(temporal, 0, dim))
+        found["frames"] = temporal.shape[-2] * patch[0]
     return found
 
 
