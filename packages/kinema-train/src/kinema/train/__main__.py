@@ -10,7 +10,9 @@ def main() -> None:
     from .cli import train_command
 
     try:
-        train_command.main(args=sys.argv[1:], prog_name="python -m kinema.train", standalone_mode=False)
+        code = train_command.main(args=sys.argv[1:], prog_name="python -m kinema.train", standalone_mode=False)
+        if isinstance(code, int):  # a click Exit (e.g. a failed --check) comes back as its exit code
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

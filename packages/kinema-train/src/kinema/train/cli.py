@@ -1,4 +1,4 @@
-"""`kinema train CONFIG [key=value ...]` and `kinema train-export CHECKPOINT OUT`."""
+"""`kinema train CONFIG [key=value ...] [--check]` and `kinema train-export CHECKPOINT OUT`."""
 
 from __future__ import annotations
 
@@ -8,18 +8,40 @@ import click
 @click.command("train", context_settings={"ignore_unknown_options": True})
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
-def train_command(config: str, overrides: tuple[str, ...]) -> None:
+@click.option("--check", is_flag=True,
+              help="Resolve every registered name and check every path, print the effective config (YAML) and "
+                   "exit without training.")
+def train_command(config: str, overrides: tuple[str, ...], check: bool) -> None:
     """Train a model from CONFIG (YAML), with key.sub=value overrides.
 
     One process: `kinema train CONFIG`. Several: `torchrun --nproc_per_node N -m kinema.train CONFIG`.
     """
     from .config import load_config
+
+    if check:
+        _check(config, list(overrides))
+        return
     from .trainer import run
 
     cfg = load_config(config, list(overrides))
     trainer = run(cfg)
     if trainer.ctx.is_main:
         click.echo(f"trained to step {trainer.step}; checkpoints in {cfg.checkpoint.dir}")
+
+
+def _check(config: str, overrides: list[str]) -> None:
+    from .check import check_config, effective_yaml
+    from .config import load_config
+
+    cfg = load_config(config, overrides, validated=False)  # value problems are reported with the others
+    problems = check_config(cfg)
+    if problems:
+        for problem in problems:
+            click.echo(f"Error: {problem}", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(effective_yaml(cfg), nl=False)
+    click.echo(f"# check passed: model {cfg.model.name}, vae {cfg.vae.name}, text encoder {cfg.text_encoder.name}, "
+               f"objective {cfg.scheduler.name}")
 
 
 @click.command("train-export")

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from kinema.core import KinemaError, lookup
+from kinema.core import Entry, KinemaError, get_registry
 from kinema.dit.contract import VideoModel
 
 from .config import ModelConfig, SchedulerConfig, TextEncoderConfig, VaeConfig
 
+# weight files a model.pretrained folder may hold: a save_pretrained / `kinema dit convert` folder, or a training
+# checkpoint's step folder
+MODEL_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+POSITION_TABLES = ("pos_embed", "pos_embed_temporal")  # buffers computed from the model's grid
+
+
+def registered(kind: str, field: str, name: str) -> Entry:
+    """The registry entry ``name`` of ``kind``; an unknown name is an error naming the config field."""
+    registry = get_registry(kind)
+    if name not in registry:
+        raise KinemaError(f"{field}={name!r} is not registered; registered: {', '.join(registry.names())}")
+    return registry.entry(name)
+
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    factory = lookup("model", cfg.name)
+    factory = registered("model", "model.name", cfg.name).obj
     kwargs = dict(cfg.kwargs)
     if cfg.attention is not None:
+        registered("attention_backend", "model.attention", cfg.attention)
         kwargs["attention"] = cfg.attention
     model = factory(**kwargs)
     if not isinstance(model, VideoModel):
@@ -28,17 +43,37 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return model.float()
 
 
+def pretrained_weights_file(path: str) -> Optional[str]:
+    """The weights file ``model.pretrained`` names (a folder's or the file itself); None if there is none."""
+    if os.path.isdir(path):
+        found = [os.path.join(path, n) for n in MODEL_WEIGHT_FILES if os.path.isfile(os.path.join(path, n))]
+        return found[0] if found else None
+    return path if os.path.isfile(path) else None
+
+
 def load_pretrained_weights(model: nn.Module, folder: str) -> None:
-    """Weights of a ``save_pretrained`` folder (or a .safetensors file) into an already built model."""
+    """Weights of a ``save_pretrained`` folder, a checkpoint step folder or a .safetensors file into a built model."""
     from safetensors.torch import load_file
 
-    path = folder
-    if os.path.isdir(folder):
-        path = os.path.join(folder, "diffusion_pytorch_model.safetensors")
-    if not os.path.exists(path):
-        raise KinemaError(f"model.pretrained={folder}: no {path}; point it at a save_pretrained folder")
+    path = pretrained_weights_file(folder)
+    if path is None:
+        raise KinemaError(f"model.pretrained={folder!r} holds no {' or '.join(MODEL_WEIGHT_FILES)}; point it at a "
+                          "model folder (kinema dit convert, train-export's transformer/) or a checkpoint step folder")
     state = load_file(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    # fixed sin-cos position tables follow the model's grid, not the file's: a stage on larger clips starts from the
+    # previous stage's weights (upstream drops these tables when it loads a checkpoint)
+    own = model.state_dict()
+    regridded = {k for k, v in state.items()
+                 if k.rsplit(".", 1)[-1] in POSITION_TABLES and k in own and v.shape != own[k].shape}
+    for key in regridded:
+        del state[key]
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise KinemaError(f"model.pretrained={folder!r} does not fit model.kwargs ({first}); build the model with "
+                          "the kwargs it was saved with") from None
+    missing = [k for k in missing if k not in regridded]
     if missing or unexpected:
         raise KinemaError(
             f"model.pretrained={folder} does not fit model kwargs: missing {missing[:3]}, unexpected {unexpected[:3]}; "
@@ -50,29 +85,62 @@ def build_scheduler(cfg: SchedulerConfig):
     """The training objective named by ``scheduler.name`` (``iddpm``, ``rflow`` or a plugin's)."""
     from kinema.sample.schedulers import TrainingObjective
 
-    objective = lookup("scheduler", cfg.name)(**cfg.kwargs)
+    factory = registered("scheduler", "scheduler.name", cfg.name).obj
+    try:
+        objective = factory(**cfg.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise KinemaError(f"scheduler.kwargs={cfg.kwargs} do not fit {cfg.name}: {exc}") from None
     if not isinstance(objective, TrainingObjective):
         raise KinemaError(f"scheduler.name={cfg.name} is a sampler ({type(objective).__name__}); training needs an "
                           "objective: iddpm (its pipeline can sample with ddim, dpm-solver, ...) or rflow")
     return objective
 
 
+def takes_path(factory: Any) -> bool:
+    """Whether a factory without from_pretrained loads from a ``path`` argument (t5, clip: a folder or hub id)."""
+    try:
+        return "path" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _build_frozen(kind: str, name: Optional[str], pretrained: Optional[str], kwargs: dict) -> Any:
     if name is None:
         return None
-    entry = lookup(kind, name)
-    if pretrained:
-        if not hasattr(entry, "from_pretrained"):
-            raise KinemaError(f"{kind} {name!r} cannot load {pretrained}: it has no from_pretrained")
-        component = entry.from_pretrained(pretrained, **kwargs)
+    factory = registered(kind, f"{kind}.name", name).obj
+    if pretrained and hasattr(factory, "from_pretrained"):
+        component = factory.from_pretrained(pretrained, **kwargs)
+    elif pretrained and takes_path(factory):
+        component = factory(path=pretrained, **kwargs)
+    elif pretrained:
+        raise KinemaError(f"{kind}.name={name!r} cannot load {kind}.pretrained={pretrained!r}: it has no "
+                          "from_pretrained and takes no path; unset it")
     else:
-        component = entry(**kwargs)
+        component = factory(**kwargs)
     if isinstance(component, nn.Module):
         component.eval().requires_grad_(False)
     return component
 
 
+def is_kinema_vae(name: str) -> bool:
+    """kinema-vae's own VAEs load every folder layout it reads (kinema, upstream Open-Sora-Plan, SD AutoencoderKL)."""
+    return registered("vae", "vae.name", name).module.startswith("kinema.vae.")
+
+
 def build_vae(cfg: VaeConfig):
+    if cfg.name and cfg.pretrained and is_kinema_vae(cfg.name):
+        from kinema.vae.loading import load_vae
+
+        cls = registered("vae", "vae.name", cfg.name).obj
+        try:
+            vae = load_vae(cfg.pretrained, **cfg.kwargs)
+        except TypeError as exc:
+            raise KinemaError(f"vae.kwargs={cfg.kwargs} do not fit a VAE folder: {exc}; it takes attn_impl, "
+                              "micro_batch_size") from None
+        if not isinstance(vae, cls):
+            raise KinemaError(f"vae.pretrained={cfg.pretrained!r} holds a {type(vae).__name__}, not a {cls.__name__} "
+                              f"(vae.name={cfg.name!r}); name the VAE it holds")
+        return vae.eval().requires_grad_(False)
     return _build_frozen("vae", cfg.name, cfg.pretrained, cfg.kwargs)
 
 

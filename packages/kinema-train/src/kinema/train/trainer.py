@@ -12,6 +12,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -64,6 +65,7 @@ class Trainer:
                 f"{cfg.model.name} is not one")
 
         self.step = 0
+        self._reported_warnings: set[tuple] = set()
         self._position = StreamPosition()
         self.out_dir = Path(cfg.checkpoint.dir)
         self.data = BatchStream(cfg.data, cfg.optim.seed, self.ctx.dp_size, self.ctx.dp_rank)
@@ -125,11 +127,24 @@ class Trainer:
             y, mask = batch["y"].to(self.device).float(), batch.get("y_mask")
             y = y[:, None] if y.dim() == 3 else y
         elif self.text_encoder is not None:
-            encoded = self.text_encoder.encode(list(batch["text"]))
+            encoded = self._encode_captions(list(batch["text"]))
             y, mask = encoded.y.to(self.device).float(), encoded.mask
         else:
             raise KinemaError("the batch has no caption embeddings; set text_encoder.name (e.g. tiny-t5, minilm, t5)")
         return x0, y, None if mask is None else mask.to(self.device)
+
+    def _encode_captions(self, texts: list[str]):
+        """The encoder's warnings (truncated captions) are reported once per run, by the main rank: every batch
+        of every rank would repeat them."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            encoded = self.text_encoder.encode(texts)
+        for w in caught:
+            kind = (w.category, str(w.message).split(";")[0])  # "<encoder> reads at most N tokens"
+            if kind not in self._reported_warnings and self.ctx.is_main:
+                warnings.warn(f"{w.message} (reported once per run)", w.category, stacklevel=2)
+            self._reported_warnings.add(kind)
+        return encoded
 
     def prepare(self, batch: dict, step: int):
         """Everything the loss needs for this rank's share of the global batch at ``step``."""
