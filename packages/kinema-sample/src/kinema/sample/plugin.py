@@ -51,7 +51,7 @@ def register_commands(cli):
                          "Generate videos from text (and reference images/videos) with a pipeline folder.")
     cli.add_lazy_command("eval", "kinema.sample.adherence:eval_group", "Evaluate generators.")
     cli.add_lazy_command("pipeline", "kinema.sample.assemble:pipeline_group",
-                         "Pipeline folders: assemble one from converted upstream parts (Open-Sora, Open-Sora-Plan).")
+                         "Pipeline folders: assemble one from converted upstream parts.")
     cli.add_lazy_command("demo", "kinema.sample.demo:demo_command",
                          "Serve a local web page to generate videos and images with a pipeline "
                          "(needs kinema-sample[demo]).")
