@@ -77,6 +77,7 @@ def run_case(out_dir: str, model: str, layout: str) -> None:
         "grad_names_match": sorted(grads) == sorted(ref_grads),
         "zero_grads": [n for n, g in ref_grads.items() if not g.abs().max() > 0],
         "local_batch": batch["video"].shape[0], "global_batch": ref_batch["video"].shape[0],
+        "data_parallel": type(par.train_model).__name__,
     }
     if layout in ("tp", "sp"):
         result.update(layout_checks(cfg, ref.model, par))

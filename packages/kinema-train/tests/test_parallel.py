@@ -1,4 +1,5 @@
-"""DP=2, TP=2 and SP=2 (torchrun, 2 CPU processes, gloo) against one process on the same global batch."""
+"""DP=2 (DDP, and DDP with ZeRO-1), TP=2 and SP=2 (torchrun, 2 CPU processes, gloo) against one process on the
+same global batch."""
 
 import json
 import os
@@ -42,6 +43,8 @@ def test_same_loss_and_gradients_as_one_process(results, model, layout):
         assert abs(r["loss"] - r["ref_loss"]) < TOL
         assert r["max_grad_err"] < TOL and r["max_grad"] > 1e-3
         expected_local = r["global_batch"] // 2 if layout.startswith("dp") else r["global_batch"]
+        # DDP averages over data x context ranks (dp and sp here); TP alone has one such rank
+        assert (r["data_parallel"] == "DistributedDataParallel") == (layout != "tp")
         assert r["local_batch"] == expected_local
         if layout == "dp_zero":
             assert r["max_weight_err"] < TOL

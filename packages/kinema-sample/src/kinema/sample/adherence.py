@@ -172,16 +172,22 @@ def eval_group() -> None:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default="adherence.csv", show_default=True,
               help="per-prompt results")
 @click.option("--device", default=None)
+@click.option("--attention-cache", "attention_cache", is_flag=False, flag_value="default", default=None,
+              metavar="[SPEC]", help='reuse attention outputs across steps: alone for the default setting, or '
+              '"spatial=2,temporal=3,cross=5,start=0.1,end=0.9"')
 def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing, steps, cfg, batch_size, csv_path,
-                      device):
+                      device, attention_cache):
     """Sample prompts of the synthetic vocabulary and score colour, shape and direction with the analyser."""
     from transformers.utils import logging as hf_logging
 
+    from .attention_cache import AttentionCacheConfig
     from .cli import load_pipeline
 
     hf_logging.disable_progress_bar()
     cases = make_prompts(num_prompts, seed, held_out or HELD_OUT, holdout_only, phrasing)
     pipe, model = load_pipeline(model, device)
+    if attention_cache is not None:
+        pipe.enable_attention_cache(AttentionCacheConfig.parse(attention_cache))
     stderr = click.get_text_stream("stderr")
     with click.progressbar(length=len(cases), label=f"sampling {len(cases)} prompts", file=stderr) as bar:
         done = [0]
@@ -192,5 +198,7 @@ def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing
 
         rows = evaluate(pipe, cases, seed, batch_size, steps, cfg, progress=advance)
     click.echo(f"model: {model}")
+    if pipe.attention_cache is not None:
+        click.echo(f"attention cache: {pipe.attention_cache.stats.summary()}")
     click.echo(format_table(summarise(rows)))
     click.echo(f"per-prompt results: {write_csv(rows, csv_path)}")

@@ -107,9 +107,14 @@ def load_pipeline(model: str | None, device: str | None):
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 @click.option("--vae-tiling", is_flag=True, help="decode in tiles (less memory)")
 @click.option("--cpu-offload", is_flag=True, help="keep models on the CPU, each moved to the device while it runs")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile each transformer block (faster steps; the first step at each size compiles)")
+@click.option("--attention-cache", "attention_cache", is_flag=False, flag_value="default", default=None,
+              metavar="[SPEC]", help='reuse attention outputs across steps (faster, approximate): alone for the '
+              'default setting, or "spatial=2,temporal=3,cross=5,start=0.1,end=0.9"')
 def sample_command(prompt, output, prompt_file, negative_prompt, model, batch_size, seed, num_frames, resolution,
                    aspect_ratio, fps, scheduler, steps, cfg, reference, mask_strategy, loop, condition_frame_length,
-                   device, vae_tiling, cpu_offload):
+                   device, vae_tiling, cpu_offload, compile_, attention_cache):
     """Generate videos from text (and reference images/videos) with a pipeline folder."""
     import torch
 
@@ -126,8 +131,14 @@ def sample_command(prompt, output, prompt_file, negative_prompt, model, batch_si
         pipe.enable_model_cpu_offload(device=device)  # without a GPU or --device: a message, not a slow no-op
     if vae_tiling:
         pipe.enable_vae_tiling()
+    if compile_:
+        pipe.compile_transformer()
     if scheduler:
         pipe.set_scheduler(scheduler)
+    if attention_cache is not None:
+        from .attention_cache import AttentionCacheConfig
+
+        pipe.enable_attention_cache(AttentionCacheConfig.parse(attention_cache))
     table_name, height, width = parse_resolution(resolution)
     references = [p.strip() for r in reference for p in r.split(";") if p.strip()]
     for ref in references:

@@ -96,6 +96,7 @@ class KinemaVideoPipeline(DiffusionPipeline):
         self._sequential_hooks: list = []
         self._guidance_scale = 1.0
         self._num_timesteps = 0
+        self.attention_cache = None
 
     def __setattr__(self, name, value):
         if name == "scheduler" and value is not None:
@@ -177,11 +178,36 @@ class KinemaVideoPipeline(DiffusionPipeline):
         self.scheduler = scheduler
         return scheduler
 
+    def compile_transformer(self, **compile_kwargs) -> None:
+        """``torch.compile`` each transformer block in place (``kinema.dit.compile.compile_blocks``): seconds to
+        compile, the same weights and outputs; the first step at each new size compiles. ``compile_kwargs`` go to
+        ``torch.compile``. A one-line KinemaError says what is missing where compile cannot run."""
+        from kinema.dit.compile import compile_blocks
+
+        compile_blocks(self.transformer, **compile_kwargs)
+
     def enable_vae_tiling(self) -> None:
         self.vae.enable_tiling()
 
     def disable_vae_tiling(self) -> None:
         self.vae.disable_tiling()
+
+    def enable_attention_cache(self, config=None, **intervals):
+        """Reuse attention outputs across denoising steps (:mod:`kinema.sample.attention_cache`): an
+        ``AttentionCacheConfig``, or its fields (``spatial``, ``temporal``, ``cross``, ``start``, ``end``).
+        ``pipe.attention_cache.stats`` counts the attention calls and FLOPs computed and skipped."""
+        from .attention_cache import AttentionCache, AttentionCacheConfig
+
+        if config is not None and intervals:
+            raise KinemaError("enable_attention_cache takes a config or its fields, not both")
+        self.disable_attention_cache()
+        self.attention_cache = AttentionCache(self.transformer, config or AttentionCacheConfig(**intervals))
+        return self.attention_cache
+
+    def disable_attention_cache(self) -> None:
+        if self.attention_cache is not None:
+            self.attention_cache.remove()
+            self.attention_cache = None
 
     def enable_vae_slicing(self) -> None:
         self.vae.enable_slicing()
@@ -458,6 +484,8 @@ class KinemaVideoPipeline(DiffusionPipeline):
                                                         embeds.prompt_attention_mask])
         with self._running(transformer), self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
+                if self.attention_cache is not None:
+                    self.attention_cache.at_step(i, len(timesteps))
                 active = None
                 if held is not None:
                     x, active = held.before(x, float(t) / total,

@@ -4,7 +4,8 @@ Layout of ``<checkpoint.dir>/step-000001200/``::
 
     model.safetensors          dense weights (TP shards gathered), upstream parameter names
     ema.safetensors            dense fp32 EMA of the trainable weights
-    rank-00000.pt ...          per rank: optimizer, LR schedule, RNG states (torch.load(weights_only=True))
+    optimizer/                 dense, upstream-named AdamW state (torch.distributed.checkpoint): any layout resumes it
+    rank-00000.pt ...          per rank: LR schedule, RNG states (torch.load(weights_only=True))
     state.json                 step, data position, layout; written last
 
 Every file goes to ``.tmp-step-.../`` first; when all ranks are done, rank 0 renames the folder and
@@ -14,16 +15,19 @@ checkpoint and the ``latest`` pointer intact; stale ``.tmp-*`` folders are remov
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 
 from kinema.core import KinemaError
@@ -79,6 +83,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def _single_process_quiet():
+    with warnings.catch_warnings():  # DCP warns that one process without a process group is one process
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def save_checkpoint(
     root: str | os.PathLike,
     step: int,
@@ -88,8 +99,10 @@ def save_checkpoint(
     rank_state: dict[str, Any],
     meta: dict[str, Any],
     keep: int = 2,
+    optimizer_state: Optional[dict[str, torch.Tensor]] = None,
 ) -> Path:
-    """Write one checkpoint. ``model_state``/``ema_state`` are the dense ones (used on rank 0 only)."""
+    """Write one checkpoint. ``model_state``/``ema_state`` are the dense ones (used on rank 0 only);
+    ``optimizer_state`` is dense and the same on every rank (collective write, each tensor stored once)."""
     root = Path(root)
     final = root / step_dir_name(step)
     tmp = root / f".tmp-{step_dir_name(step)}"
@@ -105,6 +118,9 @@ def save_checkpoint(
         if ema_state is not None:
             save_file({k: v.contiguous() for k, v in ema_state.items()}, str(tmp / "ema.safetensors"))
             _pause()
+    if optimizer_state is not None:
+        with _single_process_quiet():
+            dcp.save(optimizer_state, checkpoint_id=tmp / "optimizer", no_dist=not ctx.distributed)
     torch.save(rank_state, tmp / f"rank-{ctx.rank:05d}.pt")
     _pause()
     ctx.barrier()
@@ -149,8 +165,23 @@ def load_model_state(path: Path, name: str = "model") -> dict[str, torch.Tensor]
     return load_file(str(path / f"{name}.safetensors"))
 
 
+def load_optimizer_state(path: Path, distributed: bool) -> Optional[dict[str, torch.Tensor]]:
+    """The dense optimizer state written by ``save_checkpoint`` (None for a checkpoint without one)."""
+    folder = path / "optimizer"
+    if not folder.exists():
+        return None
+    reader = dcp.FileSystemReader(str(folder))
+    stored = reader.read_metadata().state_dict_metadata
+    state = {k: torch.empty(m.size, dtype=m.properties.dtype) for k, m in stored.items()}
+    with _single_process_quiet():
+        dcp.load(state, storage_reader=reader, no_dist=not distributed)
+    return state
+
+
 def load_rank_state(path: Path, rank: int) -> dict[str, Any]:
+    """This rank's LR schedule and RNG states; a rank the saving run did not have takes rank 0's (every
+    rank steps the same schedule, and the steps draw their randomness from per-sample generators)."""
     file = path / f"rank-{rank:05d}.pt"
     if not file.exists():
-        raise KinemaError(f"{path} has no state for rank {rank}; resume with the world size it was saved with")
+        file = path / "rank-00000.pt"
     return torch.load(file, weights_only=True)

@@ -24,6 +24,7 @@ class ModelConfig:
     pretrained: Optional[str] = None  # a model folder (save_pretrained) to start from
     attention: Optional[str] = None  # attention backend name; None = the model's default
     gradient_checkpointing: bool = False  # recompute each block in backward (per-block checkpointing)
+    compile: bool = False  # torch.compile each transformer block (regional: seconds to compile, same weights)
     # the aspect-ratio condition (STDiT2): "height/width", as everywhere in kinema and at sampling; set
     # "width/height" only to fine-tune Open-Sora 1.1's released weights with the convention they were trained with
     ar_convention: str = "height/width"
@@ -91,6 +92,7 @@ class ParallelConfig:
     tensor: int = 1  # tensor-parallel size (heads and MLP split, megatron Column/RowParallelLinear)
     sequence: int = 1  # sequence-parallel size (frames split; all-to-all around temporal attention)
     backend: Optional[str] = None  # torch.distributed backend; None = nccl on CUDA, gloo on CPU
+    data: str = "ddp"  # data parallelism: "ddp" (DistributedDataParallel, all-reduce overlapping backward)
 
 
 @dataclass
@@ -235,5 +237,7 @@ def validate(config: TrainConfig) -> None:
     if config.model.ar_convention not in AR_CONVENTIONS:
         raise KinemaError(f"model.ar_convention={config.model.ar_convention!r}; use {' or '.join(AR_CONVENTIONS)} "
                           "(height/width unless fine-tuning Open-Sora 1.1's released weights)")
+    if config.parallel.data not in ("ddp",):
+        raise KinemaError(f"parallel.data={config.parallel.data!r}; use ddp")
     if not 0 <= o.ema_decay < 1:
         raise KinemaError(f"optim.ema_decay={o.ema_decay} must be in [0, 1)")

@@ -2,7 +2,7 @@
 
 - tensor parallel (``ctx.tp_group``): megatron Column/RowParallelLinear in attention and MLP;
 - sequence parallel (``ctx.cp_group``): frame-sharded tokens, all-to-all around temporal attention;
-- data parallel (``ctx.dp_cp_group``): gradients averaged after backward.
+- data parallel (``ctx.dp_cp_group``): DDP averages the gradients, overlapping backward.
 
 Why the average runs over data x context ranks: with sequence parallelism every context rank
 computes the same loss from the gathered output, and the gather's backward sums the full gradient
@@ -18,6 +18,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.nn.parallel import DistributedDataParallel
+
+from kinema.core import KinemaError
 
 from .distributed import ParallelContext
 from .sequence_parallel import apply_sequence_parallel
@@ -33,26 +36,27 @@ def parallelize(model: nn.Module, ctx: ParallelContext) -> nn.Module:
     return model
 
 
-def sync_gradients(params: list[nn.Parameter], ctx: ParallelContext, bucket_bytes: int = 25 * 2**20) -> None:
-    """Sum the partial gradients of TP-replicated QK-norms over the TP group, then average all
-    gradients over the data x context parallel ranks (bucketed all-reduce)."""
+def data_parallel(model: nn.Module, ctx: ParallelContext, mode: str = "ddp") -> nn.Module:
+    """The module to run forward/backward through: ``model`` itself on one data x context rank, else
+    DistributedDataParallel over those ranks, whose bucketed all-reduce averages the gradients while
+    backward is still running. ``model`` stays the plain module (state dicts, EMA, names)."""
+    if not ctx.distributed or dist.get_world_size(ctx.dp_cp_group) == 1:
+        return model
+    if mode != "ddp":
+        raise KinemaError(f"parallel.data={mode!r} is not supported; use ddp")
+    return DistributedDataParallel(
+        model, process_group=ctx.dp_cp_group, broadcast_buffers=False,  # every rank builds the same buffers
+        device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+    )
+
+
+def sync_gradients(params: list[nn.Parameter], ctx: ParallelContext) -> None:
+    """Sum the partial gradients of TP-replicated QK-norms over the TP group (the data-parallel average
+    is done by DDP during backward)."""
     if ctx.tp_size > 1:
         partial = [p.grad for p in params if p.grad is not None and has_partial_grad(p)]
         if partial:
             _all_reduce_bucket(partial, ctx.tp_group, divide_by=1)
-    world = dist.get_world_size(ctx.dp_cp_group) if ctx.distributed else 1
-    if world == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    bucket: list[torch.Tensor] = []
-    size = 0
-    for g in grads + [None]:
-        if g is not None:
-            bucket.append(g)
-            size += g.numel() * g.element_size()
-        if bucket and (g is None or size >= bucket_bytes):
-            _all_reduce_bucket(bucket, ctx.dp_cp_group, divide_by=world)
-            bucket, size = [], 0
 
 
 def _all_reduce_bucket(grads: list[torch.Tensor], group, divide_by: int) -> None:

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from kinema.core import KinemaError
+from kinema.dit.compile import compile_blocks
 from kinema.dit.contract import aspect_condition, size_conditions
 
 from . import checkpoint as ckpt
@@ -30,7 +32,7 @@ from .ema import EMA
 from .lr_schedule import lr_factor
 from .masking import MaskGenerator
 from .metrics import MetricsLogger
-from .parallelize import clip_gradients, parallelize, sync_gradients
+from .parallelize import clip_gradients, data_parallel, parallelize, sync_gradients
 from .tensor_parallel import local_from_dense, to_dense
 
 
@@ -76,8 +78,12 @@ class Trainer:
         parallelize(self.model, self.ctx)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
+        if cfg.model.compile:  # after sharding and checkpointing, which change the blocks' code
+            compile_blocks(self.model)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # training runs through the wrapper; self.model stays the plain module (names, EMA, checkpoints)
+        self.train_model = data_parallel(self.model, self.ctx, p.data)
         self.optimizer = self._build_optimizer()
         o = cfg.optim
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -177,8 +183,10 @@ class Trainer:
 
     def model_fn(self, inputs: dict):
         """The model as the training objective calls it: (x_t, t, frame mask) with this batch's conditions."""
+        net = self.train_model if torch.is_grad_enabled() else self.model
+
         def fn(x, t, frame_mask):
-            return self.model(x, t, **inputs, **self.model.frame_mask_argument(frame_mask))
+            return net(x, t, **inputs, **self.model.frame_mask_argument(frame_mask))
 
         return fn
 
@@ -277,7 +285,6 @@ class Trainer:
         model_state = to_dense(self.model, self.model.state_dict())
         ema_state = self.dense_ema()
         rank_state = {
-            "optimizer": self._local_optimizer().state_dict(),
             "lr_schedule": self.lr_schedule.state_dict(),
             "rng": ckpt.rng_state(),
         }
@@ -285,22 +292,63 @@ class Trainer:
         meta = {"data": self.data.state_dict(), "world_size": p.world_size, "tensor": p.tp_size,
                 "sequence": p.cp_size, "data_parallel": p.dp_size, "config": self.cfg.to_dict()}
         return ckpt.save_checkpoint(self.out_dir, self.step, self.ctx, model_state, ema_state, rank_state, meta,
-                                    keep=self.cfg.checkpoint.keep)
+                                    keep=self.cfg.checkpoint.keep, optimizer_state=self.dense_optimizer_state())
+
+    _MOMENTS = ("exp_avg", "exp_avg_sq")
+
+    def dense_optimizer_state(self) -> dict[str, torch.Tensor]:
+        """AdamW's moments and step per parameter, dense and upstream-named ("exp_avg/<name>"), identical
+        on every rank whatever the layout. Collective. A parameter without state yet is saved as AdamW
+        would initialise it (zeros, step 0)."""
+        local = self._local_optimizer().state
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        moments = {k: {n: local.get(p, {}).get(k, torch.zeros_like(p)).detach().clone() for n, p in named}
+                   for k in self._MOMENTS}
+        steps = {n: local.get(p, {}).get("step", torch.zeros(())).detach().float().clone() for n, p in named}
+        if self.cfg.optim.shard_optimizer and self.ctx.dp_size > 1:  # ZeRO: each state lives on one data rank
+            tensors = [t for k in self._MOMENTS for t in moments[k].values()] + list(steps.values())
+            flat = _flatten_dense_tensors(tensors)
+            torch.distributed.all_reduce(flat, group=self.ctx.dp_group)  # the others contribute zeros
+            for t, full in zip(tensors, _unflatten_dense_tensors(flat, tensors)):
+                t.copy_(full)
+        state = {f"step/{n}": v for n, v in steps.items()}
+        for k in self._MOMENTS:
+            state.update({f"{k}/{n}": v for n, v in to_dense(self.model, moments[k]).items()})
+        return state
+
+    def _load_optimizer_state(self, dense: dict[str, torch.Tensor]) -> None:
+        """Give this rank's optimizer (its ZeRO partition) its slices of the dense state."""
+        moments = {k: {n[len(k) + 1:]: v for n, v in dense.items() if n.startswith(k + "/")} for k in self._MOMENTS}
+        if self.ctx.tp_size > 1:
+            moments = {k: local_from_dense(self.model, v) for k, v in moments.items()}
+        optimizer = self._local_optimizer()
+        names = {p: n for n, p in self.model.named_parameters()}
+        saved = optimizer.state_dict()  # param groups as this run built them; state indexed by position
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        saved["state"] = {i: {"step": dense[f"step/{names[p]}"].clone(),
+                              **{k: moments[k][names[p]].clone() for k in self._MOMENTS}}
+                          for i, p in enumerate(params)}
+        optimizer.load_state_dict(saved)
 
     def _load_training_state(self, path: Path) -> None:
         meta = ckpt.load_meta(path)
         layout = (meta["world_size"], meta["tensor"], meta["sequence"])
         here = (self.ctx.world_size, self.ctx.tp_size, self.ctx.cp_size)
-        if layout != here:
-            raise KinemaError(f"{path} was saved with (world, tensor, sequence) = {layout}, this run has {here}; "
-                           "resume with the same layout (or start from its weights with model.pretrained)")
+        dense_optimizer = ckpt.load_optimizer_state(path, self.ctx.distributed)
+        if layout != here and (dense_optimizer is None or self.cfg.data.bucket_config):
+            why = "its optimizer state is per rank" if dense_optimizer is None else "the bucket order is per rank"
+            raise KinemaError(f"{path} was saved with (world, tensor, sequence) = {layout}, this run has {here} and "
+                              f"{why}; resume with the same layout (or start from its weights with model.pretrained)")
         self.step = int(meta["step"])
         self.data.load_state_dict(meta["data"])
         if self.ema is not None and (path / "ema.safetensors").exists():
             dense = ckpt.load_model_state(path, "ema")
             self.ema.load_state_dict(local_from_dense(self.model, dense) if self.ctx.tp_size > 1 else dense)
         state = ckpt.load_rank_state(path, self.ctx.rank)
-        self._local_optimizer().load_state_dict(state["optimizer"])
+        if dense_optimizer is not None:
+            self._load_optimizer_state(dense_optimizer)
+        else:  # a checkpoint from before the dense optimizer state
+            self._local_optimizer().load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         # the rate follows this run's config (optim.lr, max_steps, decay), not the saved run's
         self.lr_schedule.base_lrs = [self.cfg.optim.lr for _ in self.optimizer.param_groups]
