@@ -28,6 +28,7 @@ def build_pipeline(latent: tuple[int, int, int], smoke: bool, device: str, dtype
     from kinema.core import lookup
     from kinema.dit.stdit import STDiT, STDiT_XL_2
     from kinema.sample import KinemaVideoPipeline
+    from kinema.sample.testing import randomise_zero_layers
 
     torch.manual_seed(0)
     with torch.device(device):
@@ -36,10 +37,8 @@ def build_pipeline(latent: tuple[int, int, int], smoke: bool, device: str, dtype
                                 model_max_length=16)
         else:
             transformer = STDiT_XL_2(input_size=latent)  # caption_channels 4096, 120 tokens (T5-XXL)
-        with torch.no_grad():  # zero-initialised layers would make cached and uncached runs agree trivially
-            for param in transformer.parameters():
-                if param.dim() >= 2 and not param.any():
-                    torch.nn.init.normal_(param, std=0.02)
+        # zero-initialised layers would make cached and uncached runs agree trivially
+        randomise_zero_layers(transformer, std=0.02)
     pipe = KinemaVideoPipeline(transformer=transformer.eval().to(dtype),
                                scheduler=lookup("scheduler", "iddpm")().sampler(), prediction_type="epsilon")
     pipe.set_progress_bar_config(disable=True)

@@ -26,16 +26,13 @@ def build_pipeline(smoke: bool):
     from kinema.dit.stdit2 import STDiT2
     from kinema.sample import KinemaVideoPipeline
     from kinema.sample.schedulers import RectifiedFlowScheduler
-    from kinema.sample.testing import tiny_vae
+    from kinema.sample.testing import randomise_zero_layers, tiny_vae
     from kinema.sample.text_encoders import tiny_t5_parts
 
     torch.manual_seed(0)
     size = dict(hidden_size=48, depth=2, num_heads=4) if smoke else dict(hidden_size=576, depth=12, num_heads=8)
     transformer = STDiT2(input_sq_size=32, caption_channels=32, model_max_length=16, qk_norm=True, **size).eval()
-    with torch.no_grad():  # zero-initialised output layers would make every mode agree trivially
-        for param in transformer.parameters():
-            if param.dim() >= 2 and not param.any():
-                torch.nn.init.normal_(param, std=0.02)
+    randomise_zero_layers(transformer, std=0.02)  # zero-initialised layers would make every mode agree trivially
     text_encoder, tokenizer = tiny_t5_parts(hidden_size=32)
     pipe = KinemaVideoPipeline(transformer=transformer, vae=tiny_vae(), text_encoder=text_encoder,
                                tokenizer=tokenizer, scheduler=RectifiedFlowScheduler(shift=3.0).sampler(),

@@ -8,21 +8,11 @@ from kinema.core import KinemaError
 
 from kinema.sample.pipeline import KinemaVideoPipeline
 from kinema.sample.schedulers import epsilon_sampler
-from kinema.sample.testing import tiny_stdit2, tiny_vae
+from kinema.sample.testing import randomise_zero_layers, tiny_stdit2, tiny_vae
 from kinema.sample.text_encoders import tiny_t5_parts
 
 CAPTION = {"caption_channels": 32}
 PIXART_FAMILY = {"hidden_size": 32, "depth": 2, "num_heads": 4, "model_max_length": 16, **CAPTION}
-
-
-def _randomise_zero_layers(model):
-    """Zero-initialised output, cross-attention and temporal projections get random weights, so the random
-    model's prediction depends on its prompt and frames."""
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2 and not param.any():
-                torch.nn.init.normal_(param, std=0.05)
-    return model.eval()
 
 
 def _model(name):
@@ -30,20 +20,20 @@ def _model(name):
     if name == "STDiT":
         from kinema.dit.stdit import STDiT
 
-        return _randomise_zero_layers(STDiT(input_size=(4, 8, 8), **PIXART_FAMILY))
+        return randomise_zero_layers(STDiT(input_size=(4, 8, 8), **PIXART_FAMILY))
     if name == "STDiT2":
         return tiny_stdit2(caption_channels=32, model_max_length=16)
     if name == "DiT":
         from kinema.dit.dit import DiT
 
-        return _randomise_zero_layers(DiT(input_size=(4, 8, 8), **PIXART_FAMILY))
+        return randomise_zero_layers(DiT(input_size=(4, 8, 8), **PIXART_FAMILY))
     if name == "PixArt":
         from kinema.dit.pixart import PixArt
 
-        return _randomise_zero_layers(PixArt(input_size=8, patch_size=2, **PIXART_FAMILY))
+        return randomise_zero_layers(PixArt(input_size=8, patch_size=2, **PIXART_FAMILY))
     from kinema.dit.latte import LatteT2V
 
-    return _randomise_zero_layers(LatteT2V(sample_size=8, patch_size=2, num_layers=2, num_attention_heads=2,
+    return randomise_zero_layers(LatteT2V(sample_size=8, patch_size=2, num_layers=2, num_attention_heads=2,
                                            attention_head_dim=16, caption_num_tokens=16, video_length=4, **CAPTION))
 
 

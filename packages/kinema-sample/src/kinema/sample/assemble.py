@@ -116,11 +116,10 @@ def _check_latte_variant(transformer, sizes: dict, vae) -> None:
 def assemble(preset_name: str, transformer: str | Path, vae: str | Path, text_encoder: str | Path,
              output: str | Path, variant: str | None = None):
     """Build, check and save a pipeline folder; returns the pipeline."""
-    from kinema.core import lookup
     from kinema.vae.loading import load_vae
 
     from .pipeline import KinemaVideoPipeline
-    from .schedulers import TrainingObjective
+    from .schedulers import sampler_by_name
 
     if preset_name not in PRESETS:
         raise KinemaError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
@@ -151,8 +150,7 @@ def assemble(preset_name: str, transformer: str | Path, vae: str | Path, text_en
     if preset.transformer == "LatteT2V":
         _check_latte_variant(model, sizes, video_vae)
 
-    made = lookup("scheduler", preset.sampler)()
-    scheduler = made.sampler() if isinstance(made, TrainingObjective) else made
+    scheduler, _ = sampler_by_name(preset.sampler)
     defaults = {**preset.defaults, **sizes, "num_inference_steps": preset.num_inference_steps,
                 "guidance_scale": preset.guidance_scale, "max_sequence_length": preset.max_sequence_length}
     pipe = KinemaVideoPipeline(transformer=model, vae=video_vae, text_encoder=t5, tokenizer=tokenizer,

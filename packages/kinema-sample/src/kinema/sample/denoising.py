@@ -33,6 +33,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from kinema.core import KinemaError
 
+from .schedulers.base import frames_to_5d
+
 PREDICTION_TYPES = ("epsilon", "flow")
 FLOW_SCHEDULERS = (FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler)
 LEARNED_VARIANCE_SCHEDULERS = (DDPMScheduler, DDPMParallelScheduler)
@@ -137,10 +139,6 @@ def guide(out: torch.Tensor, scale: float, channels: int | None) -> torch.Tensor
     n = channels if channels is not None else out.shape[1]
     head = uncond[:, :n] + scale * (cond[:, :n] - uncond[:, :n])
     return torch.cat([head, cond[:, n:]], dim=1)
-
-
-def frames_to_5d(mask: torch.Tensor) -> torch.Tensor:
-    return mask[:, None, :, None, None]
 
 
 class HeldFrames:

@@ -30,14 +30,14 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch.utils._pytree import tree_map
-from kinema.core import KinemaError, lookup
+from kinema.core import KinemaError
 from kinema.dit.contract import VideoModel, size_conditions
 
 from . import denoising
 from .conditioning import Insertion, apply_insertions, loop_insertion, parse_mask_strategy, pixel_frames
 from .pipeline_folder import COMPONENTS, HOW_TO_PROVIDE, check_index, import_components, read_index, replace_folder
 from .references import load_reference
-from .schedulers import TrainingObjective
+from .schedulers import sampler_by_name
 from .sizes import check_num_frames, check_size, fit_to_multiple, size_from_table
 from .text_encoders import TextEmbedding, UnconditionalEncoder, as_text_encoder, check_prompts
 
@@ -172,8 +172,7 @@ class KinemaVideoPipeline(DiffusionPipeline):
         trained chain, or a training objective's sampler (``rflow`` keeps the current shift unless given)."""
         if name == "rflow" and denoising.is_flow_scheduler(self.scheduler):
             config.setdefault("shift", self.scheduler.config.shift)
-        made = lookup("scheduler", name)(**config)
-        scheduler = made.sampler() if isinstance(made, TrainingObjective) else made
+        scheduler, _ = sampler_by_name(name, **config)
         denoising.check_scheduler(scheduler, self.config.prediction_type)
         self.scheduler = scheduler
         return scheduler

@@ -25,12 +25,18 @@ def tiny_stdit2(caption_channels: int = 32, model_max_length: int = 16, in_chann
         model = STDiT2(input_sq_size=32, in_channels=in_channels, patch_size=(1, 2, 2), hidden_size=48, depth=2,
                        num_heads=4, caption_channels=caption_channels, model_max_length=model_max_length,
                        qk_norm=True)
-        # zero-initialised layers (output, cross-attention and temporal projections) get random weights, so a
-        # random pipeline's prediction depends on its prompt and frames
+        randomise_zero_layers(model)
+    return model.eval()
+
+
+def randomise_zero_layers(model: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
+    """Zero-initialised layers (output, cross-attention and temporal projections) get random weights, so a
+    random model's prediction depends on its prompt and frames (and comparisons between runs are not trivial)."""
+    with torch.no_grad():
         for param in model.parameters():
             if param.dim() >= 2 and not param.any():
-                torch.nn.init.normal_(param, std=0.05)
-    return model.eval()
+                torch.nn.init.normal_(param, std=std)
+    return model
 
 
 def tiny_vae(kind: str = "framewise", seed: int = 0):
@@ -54,21 +60,19 @@ def tiny_vae(kind: str = "framewise", seed: int = 0):
 def make_tiny_pipeline(path=None, scheduler: str = "iddpm", vae: str = "framewise", seed: int = 0,
                        model_max_length: int = 16) -> KinemaVideoPipeline:
     """A random STDiT2 + tiny VAE + tiny byte-level T5; saved to ``path`` when given."""
-    from kinema.core import lookup
-
-    from .schedulers import TrainingObjective
+    from .schedulers import sampler_by_name
     from .text_encoders import tiny_t5_parts
 
     text_encoder, tokenizer = tiny_t5_parts(hidden_size=32, seed=seed)
-    made = lookup("scheduler", scheduler)()
+    sampler, prediction_type = sampler_by_name(scheduler)
     pipe = KinemaVideoPipeline(
         transformer=tiny_stdit2(caption_channels=32, model_max_length=model_max_length, seed=seed),
         vae=tiny_vae(vae, seed=seed),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        scheduler=made.sampler() if isinstance(made, TrainingObjective) else made,
+        scheduler=sampler,
         defaults=dict(TINY_DEFAULTS, num_frames=5 if vae == "causal" else 4),
-        prediction_type=made.prediction_type if isinstance(made, TrainingObjective) else "epsilon",
+        prediction_type=prediction_type,
         random_init=True,
     )
     if path is not None:

@@ -8,7 +8,7 @@ each naming its sampler with ``sampler()``) or a diffusers scheduler factory (``
 from .base import TrainingObjective, mean_flat
 from .iddpm import IDDPMScheduler
 from .rflow import RectifiedFlowScheduler
-from .samplers import EPSILON_SAMPLERS, epsilon_sampler
+from .samplers import EPSILON_SAMPLERS, epsilon_sampler, sampler_by_name
 
 __all__ = [
     "EPSILON_SAMPLERS",
@@ -17,4 +17,5 @@ __all__ = [
     "TrainingObjective",
     "epsilon_sampler",
     "mean_flat",
+    "sampler_by_name",
 ]

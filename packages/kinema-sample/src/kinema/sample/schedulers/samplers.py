@@ -8,6 +8,9 @@ Any other diffusers scheduler works too, by assignment (``pipe.scheduler = X.fro
 from __future__ import annotations
 
 import diffusers
+from kinema.core import lookup
+
+from .base import TrainingObjective
 
 # the trained chain every epsilon sampler below shares
 CHAIN = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
@@ -52,3 +55,12 @@ heun = _factory("heun")
 unipc = _factory("unipc")
 ddpm = _factory("ddpm")
 
+
+
+def sampler_by_name(name: str, **config):
+    """The registered scheduler ``name`` as (a diffusers scheduler, the prediction it samples): a training
+    objective gives its ``sampler()`` and ``prediction_type``; a sampler name samples epsilon models."""
+    made = lookup("scheduler", name)(**config)
+    if isinstance(made, TrainingObjective):
+        return made.sampler(), made.prediction_type
+    return made, "epsilon"
