@@ -16,9 +16,12 @@ class CountingStage(Stage):
 
     def __init__(self, delay: float = 0.0):
         self.delay = delay
+        # read here, in the process that builds the stage: the pool's forkserver may have started earlier in the
+        # test session, and its workers carry the environment of that moment, not the test's
+        self.log = os.environ.get("KINEMA_TEST_LOG")
 
     def process(self, row):
-        with open(os.environ["KINEMA_TEST_LOG"], "a") as log:
+        with open(self.log or os.environ["KINEMA_TEST_LOG"], "a") as log:
             log.write(row["path"] + "\n")
         time.sleep(self.delay)
         if "bad" in row["path"]:

@@ -20,9 +20,10 @@ from pathlib import Path
 import click
 
 from kinema.core import KinemaError, lookup
+from kinema.core.validate import MAX_SEED, BoundedInt, FiniteFloat
 
-from . import filters
-from .runner import run_stage
+from . import filters, synthetic
+from .runner import Terminated, run_stage
 from .stage import Stage
 from .table import (
     folder_to_table,
@@ -35,6 +36,14 @@ from .table import (
 )
 
 PARTIAL_EXIT = 3  # some rows failed; the others are done and saved
+
+# Upper bounds: far above any real use, low enough that a typo fails in the parser, not hours later.
+MAX_WORKERS = 1024
+MAX_ROWS = 10**9  # rows between saves, samples per shard
+MAX_PARTS = 10_000  # table parts written by `split`
+MAX_FRAMES = 100_000
+MAX_PIXELS_SIDE = 16_384
+MAX_SECONDS = 10**7
 
 
 @click.group("data")
@@ -51,9 +60,11 @@ def _default_output(source: str, tag: str, shard: tuple[int, int] | None) -> Pat
 def stage_options(func):
     options = [
         click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output table (.csv / .parquet)."),
-        click.option("--workers", type=int, default=None, help="Processes (default: all cores)."),
+        click.option("--workers", type=BoundedInt(1, MAX_WORKERS), default=None,
+                     help="Processes (default: all cores)."),
         click.option("--shard", default=None, metavar="i/N", help="Process only block i of N (for clusters)."),
-        click.option("--save-every", type=int, default=50, show_default=True, help="Rows between atomic saves."),
+        click.option("--save-every", type=BoundedInt(1, MAX_ROWS), default=50, show_default=True,
+                     help="Rows between atomic saves."),
         click.option("--retry-errors", is_flag=True, help="Re-process rows that failed in an earlier run."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
@@ -64,12 +75,21 @@ def stage_options(func):
 
 def run_cli_stage(stage: Stage, source: str, output, workers, shard, save_every, retry_errors, no_progress) -> None:
     shard = parse_shard(shard)
+    output = Path(output) if output else _default_output(source, stage.name, shard)
+    if output.resolve() == Path(source).resolve():
+        # the output doubles as the resume state: as the input, it would count every row as done
+        raise KinemaError(f"-o {str(output)!r} is the input table; a stage writes a new table (it resumes from "
+                          "its output): choose another -o, e.g. the default next to the input")
     table = read_table(source)
     if shard:
         table = shard_table(table, *shard)
-    output = Path(output) if output else _default_output(source, stage.name, shard)
-    report = run_stage(stage, table, output, workers=workers, save_every=save_every, retry_errors=retry_errors,
-                       progress=not no_progress)
+    try:
+        report = run_stage(stage, table, output, workers=workers, save_every=save_every,
+                           retry_errors=retry_errors, progress=not no_progress)
+    except Terminated:
+        click.echo(f"stopped by SIGTERM; the finished rows are saved in {output} (run the same command to resume)",
+                   err=True)
+        raise
     click.echo(report.summary())
     if report.partial:
         click.echo(f"partial success: {report.errors} row(s) failed; see column {stage.error_column!r}", err=True)
@@ -103,15 +123,15 @@ def info_command(source, **opts):
 @data.command("filter")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False))
-@click.option("--fmin", type=int)
-@click.option("--fmax", type=int)
-@click.option("--hwmax", type=int, help="Keep resolution (h*w) <= this.")
-@click.option("--aesmin", type=float)
-@click.option("--matchmin", type=float)
-@click.option("--flowmin", type=float)
-@click.option("--flowmax", type=float)
-@click.option("--ocrmax", type=float, help="Keep text-area ratio <= this.")
-@click.option("--blurmin", type=float, help="Keep sharpness >= this.")
+@click.option("--fmin", type=BoundedInt(0, MAX_ROWS), help="Keep num_frames >= this.")
+@click.option("--fmax", type=BoundedInt(0, MAX_ROWS), help="Keep num_frames <= this.")
+@click.option("--hwmax", type=BoundedInt(0, MAX_PIXELS_SIDE**2), help="Keep resolution (h*w) <= this.")
+@click.option("--aesmin", type=FiniteFloat(), help="Keep aesthetic score >= this (1-10).")
+@click.option("--matchmin", type=FiniteFloat(), help="Keep caption-video match >= this (100 * cosine).")
+@click.option("--flowmin", type=FiniteFloat(0), help="Keep mean flow >= this (pixels).")
+@click.option("--flowmax", type=FiniteFloat(0), help="Keep mean flow <= this (pixels).")
+@click.option("--ocrmax", type=FiniteFloat(0, 1), help="Keep text-area ratio <= this.")
+@click.option("--blurmin", type=FiniteFloat(0), help="Keep sharpness >= this.")
 @click.option("--cmotion", multiple=True, help="Keep these camera-motion labels (repeatable).")
 @click.option("--drop-errors", is_flag=True, help="Drop rows any stage failed on.")
 @click.option("--ext", is_flag=True, help="Drop rows whose file does not exist.")
@@ -148,12 +168,10 @@ def merge_command(sources, output, join):
 
 @data.command("split")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
-@click.option("-n", "--num-parts", type=int, required=True)
+@click.option("-n", "--num-parts", type=BoundedInt(1, MAX_PARTS), required=True)
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), help="Default: next to the input.")
 def split_command(source, num_parts, output_dir):
     """Split a table into N contiguous parts (merged in order they give the table back)."""
-    if num_parts < 1:
-        raise KinemaError("--num-parts must be >= 1")
     table = read_table(source)
     src = Path(source)
     folder = Path(output_dir) if output_dir else src.parent
@@ -170,8 +188,9 @@ def split_command(source, num_parts, output_dir):
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option("--detector", default="adaptive", show_default=True,
               type=click.Choice(["adaptive", "content", "threshold", "hash", "histogram"]))
-@click.option("--threshold", type=float, help="Detector threshold (adaptive: adaptive_threshold, default 3.0).")
-@click.option("--min-scene-len", type=int, default=15, show_default=True, help="In frames.")
+@click.option("--threshold", type=FiniteFloat(0),
+              help="Detector threshold (adaptive: adaptive_threshold, default 3.0).")
+@click.option("--min-scene-len", type=BoundedInt(1, MAX_FRAMES), default=15, show_default=True, help="In frames.")
 @stage_options
 def scenes_command(source, detector, threshold, min_scene_len, **opts):
     """Detect scenes (PySceneDetect; upstream: AdaptiveDetector, threshold 3.0)."""
@@ -183,9 +202,11 @@ def scenes_command(source, detector, threshold, min_scene_len, **opts):
 @data.command("cut")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option("--save-dir", required=True, type=click.Path(file_okay=False))
-@click.option("--min-seconds", type=float, help="Skip shorter scenes.")
-@click.option("--max-seconds", type=float, help="Keep at most the first N seconds of a scene.")
-@click.option("--short-side", type=int, default=720, show_default=True, help="Downscale so the short side <= this.")
+@click.option("--min-seconds", type=FiniteFloat(0, MAX_SECONDS), help="Skip shorter scenes.")
+@click.option("--max-seconds", type=FiniteFloat(0, MAX_SECONDS, min_open=True),
+              help="Keep at most the first N seconds of a scene.")
+@click.option("--short-side", type=BoundedInt(0, MAX_PIXELS_SIDE), default=720, show_default=True,
+              help="Downscale so the short side <= this (0: keep the size).")
 @click.option("--backend", type=click.Choice(["pyav", "ffmpeg"]), default="pyav", show_default=True)
 @stage_options
 def cut_command(source, save_dir, min_seconds, max_seconds, short_side, backend, **opts):
@@ -257,32 +278,35 @@ def caption_command(captioner, source, template, model, extra, **opts):
 
 
 @data.command("synth")
-@click.option("-n", "--num-videos", type=int, required=True)
+@click.option("-n", "--num-videos", type=BoundedInt(1, synthetic.MAX_VIDEOS), required=True)
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False))
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--size", type=int, default=32, show_default=True, help="Frame height and width.")
-@click.option("--frames", "num_frames", type=int, default=16, show_default=True)
+@click.option("--seed", type=BoundedInt(0, MAX_SEED), default=0, show_default=True)
+@click.option("--size", type=BoundedInt(16, synthetic.MAX_SIZE), default=32, show_default=True,
+              help="Frame height and width.")
+@click.option("--frames", "num_frames", type=BoundedInt(2, synthetic.MAX_FRAMES), default=16, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["mp4", "webp", "gif"]), default="mp4", show_default=True)
 @click.option("--exclude", multiple=True, metavar="COLOUR:SHAPE:DIRECTION",
               help="Never draw this combination (repeatable; held out to test generalisation).")
-def synth_command(num_videos, output_dir, seed, size, num_frames, fmt, exclude):
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def synth_command(num_videos, output_dir, seed, size, num_frames, fmt, exclude, no_progress):
     """Write the synthetic coloured-shapes set: clips + meta.csv with captions and ground truth."""
-    from .synthetic import write_dataset
-
-    table_path = write_dataset(num_videos, output_dir, seed=seed, size=size, num_frames=num_frames, ext=fmt,
-                               exclude=exclude)
+    table_path = synthetic.write_dataset(num_videos, output_dir, seed=seed, size=size, num_frames=num_frames,
+                                         ext=fmt, exclude=exclude, progress=not no_progress)
     click.echo(f"{num_videos} clips -> {table_path}")
 
 
 @data.command("shards")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False))
-@click.option("--max-count", type=int, default=1000, show_default=True, help="Samples per shard.")
-def shards_command(source, output_dir, max_count):
+@click.option("--max-count", type=BoundedInt(1, MAX_ROWS), default=1000, show_default=True,
+              help="Samples per shard.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def shards_command(source, output_dir, max_count, no_progress):
     """Pack clips + captions into webdataset tar shards."""
     from .shards import write_clip_shards
 
-    shards = write_clip_shards(read_table(source, require=("path", "text")), output_dir, max_count=max_count)
+    shards = write_clip_shards(read_table(source, require=("path", "text")), output_dir, max_count=max_count,
+                               progress=not no_progress)
     click.echo(f"{len(shards)} shard(s) -> {output_dir}")
 
 
@@ -293,13 +317,17 @@ def shards_command(source, output_dir, max_count):
               help="VAE folder (save_pretrained) that encodes the clips.")
 @click.option("--vae-type", default="causal-video-vae", show_default=True, help="Registered VAE name.")
 @click.option("--text-encoder", default="minilm", show_default=True, help="Registered text encoder name.")
-@click.option("--text-max-length", type=int, default=None, help="Tokens per caption (text encoder default).")
-@click.option("--num-frames", type=int, default=16, show_default=True)
-@click.option("--image-size", type=int, nargs=2, default=(256, 256), show_default=True, metavar="H W")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--max-count", type=int, default=1000, show_default=True, help="Samples per shard.")
+@click.option("--text-max-length", type=BoundedInt(1, 65_536), default=None,
+              help="Tokens per caption (text encoder default).")
+@click.option("--num-frames", type=BoundedInt(1, MAX_FRAMES), default=16, show_default=True)
+@click.option("--image-size", type=BoundedInt(2, MAX_PIXELS_SIDE), nargs=2, default=(256, 256), show_default=True,
+              metavar="H W")
+@click.option("--batch-size", type=BoundedInt(1, 65_536), default=32, show_default=True)
+@click.option("--max-count", type=BoundedInt(1, MAX_ROWS), default=1000, show_default=True,
+              help="Samples per shard.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 def precompute_command(source, output_dir, vae_path, vae_type, text_encoder, text_max_length, num_frames, image_size,
-                       batch_size, max_count):
+                       batch_size, max_count, no_progress):
     """Encode clips (VAE latents, posterior mode) and captions once into feature shards for training."""
     import torch
 
@@ -316,5 +344,5 @@ def precompute_command(source, output_dir, vae_path, vae_type, text_encoder, tex
         shards = precompute_features(read_table(source, require=("path", "text")),
                                      lambda video: vae.encode_video(video, sample=False), encode_text, output_dir,
                                      num_frames=num_frames, image_size=tuple(image_size), batch_size=batch_size,
-                                     max_count=max_count)
+                                     max_count=max_count, progress=not no_progress)
     click.echo(f"{len(shards)} shard(s) -> {output_dir}")

@@ -1,9 +1,13 @@
-"""Video info stage: frame count, size and fps of every row (upstream ``datautil --info``)."""
+"""Video info stage: frame count, size and fps of every row (upstream ``datautil --info``).
+
+The stage also refuses files cut short (``integrity.check_complete``): their row gets an ``info_error``,
+and later stages carry it over without processing it."""
 
 from __future__ import annotations
 
 from kinema.core.video import probe_video
 
+from .integrity import check_complete
 from .stage import Stage
 
 
@@ -24,4 +28,6 @@ class VideoInfoStage(Stage):
     columns = ("num_frames", "height", "width", "aspect_ratio", "fps", "resolution")
 
     def process(self, row: dict) -> dict:
-        return video_info(row["path"])
+        info = video_info(row["path"])
+        check_complete(row["path"])
+        return info

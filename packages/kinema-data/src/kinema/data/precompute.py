@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .datasets import VideoTextDataset
+from .progress import progress_bar
 from .shards import FeatureShardWriter
 
 
@@ -31,11 +32,13 @@ def precompute_features(
     batch_size: int = 8,
     max_count: int = 1000,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[Path]:
     """Write one feature sample per row: {latents, text_emb[, text_mask]} + caption, in table order."""
     dataset = VideoTextDataset(table, num_frames, frame_interval, image_size, seed=seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    with FeatureShardWriter(output_dir, max_count) as writer:
+    bar = progress_bar(total=len(dataset), desc="precompute", unit="clip", enabled=progress)
+    with FeatureShardWriter(output_dir, max_count) as writer, bar:
         for batch in loader:
             latents = encode_video(batch["video"])
             encoded = encode_text(list(batch["text"]))
@@ -46,4 +49,5 @@ def precompute_features(
                     tensors["text_mask"] = mask[i]
                 writer.write(tensors, text, fps=float(batch["fps"][i]), num_frames=int(batch["num_frames"][i]),
                              height=int(batch["height"][i]), width=int(batch["width"][i]))
+            bar.update(len(batch["text"]))
     return sorted(Path(output_dir).glob("shard-*.tar"))

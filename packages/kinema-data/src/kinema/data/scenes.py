@@ -12,8 +12,10 @@ written by PyAV (``kinema.core.video.write_video``) or by the ffmpeg program.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from fractions import Fraction
@@ -187,8 +189,18 @@ def scene_ranges(row: dict) -> list[tuple[int, int]]:
     raise KinemaError(f"row {row['path']!r} has no 'scenes' column; run `kinema data scenes` first")
 
 
+def clip_stem(source: str) -> str:
+    """A file-name stem unique to ``source``'s path and the same on every run: the parent folder and
+    stem (readable), then a hash of the whole path as the table holds it (``a/clip.mp4`` and
+    ``b/clip.mp4`` must not write the same clip; a resumed run must name its clips as before)."""
+    path = Path(source)
+    readable = re.sub(r"[^\w.-]+", "_", f"{path.parent.name}_{path.stem}".strip("_"))[:80] or "clip"
+    digest = hashlib.sha1(str(source).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
 class SceneCutStage(Stage):
-    """One clip per scene: ``{save_dir}/{name}_scene-{i}.mp4``; rows keep ``source`` and frame range."""
+    """One clip per scene: ``{save_dir}/{clip_stem(source)}_scene-{i}.mp4``; rows keep ``source`` and frame range."""
 
     name = "cut"
     expands = True
@@ -222,7 +234,7 @@ class SceneCutStage(Stage):
                 continue
             if self.max_seconds is not None:
                 end = min(end, start + int(round(self.max_seconds * info.fps)))
-            dst = Path(self.save_dir) / f"{Path(src).stem}_scene-{index}.mp4"
+            dst = Path(self.save_dir) / f"{clip_stem(src)}_scene-{index}.mp4"
             dst.parent.mkdir(parents=True, exist_ok=True)
             cut(src, dst, start, end, size)
             clips.append({**base, **video_info(str(dst)), "path": str(dst), "source": src,

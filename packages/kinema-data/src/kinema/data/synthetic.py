@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,6 +19,27 @@ import pandas as pd
 
 from kinema.core import KinemaError
 from kinema.core.shapes import COLOURS, DIRECTIONS, FPS, SHAPES, caption, parse_combinations, random_spec, render
+from kinema.core.validate import check_number
+
+
+MAX_VIDEOS = 1_000_000
+MAX_SIZE = 1024  # px; one clip is held in memory while it is written
+MAX_FRAMES = 1024
+
+
+def _samples(n: int, seed: int, num_frames: int, height: int, width: int, exclude) -> Iterator[tuple[dict, object]]:
+    """(row, clip) for samples 0..n-1, drawn one at a time so a large set never sits in memory."""
+    excluded = parse_combinations(exclude)
+    if len(excluded) >= len(COLOURS) * len(SHAPES) * len(DIRECTIONS):
+        raise KinemaError("exclude leaves no colour:shape:direction combination to draw")
+    for i in range(n):
+        rng = random.Random(f"{seed}-{i}")  # each sample on its own stream: sample i is the same for any n
+        spec = random_spec(rng, num_frames, height, width)
+        while (spec.colour, spec.shape, spec.direction) in excluded:  # redraw from the same stream
+            spec = random_spec(rng, num_frames, height, width)
+        truth = asdict(spec)
+        truth["start_x"], truth["start_y"] = truth.pop("start")
+        yield {"text": caption(spec, rng), **truth}, render(spec)
 
 
 def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, width: int = 32, exclude=()):
@@ -25,36 +47,33 @@ def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, 
 
     ``exclude``: colour:shape:direction combinations never drawn (held out to test generalisation).
     """
-    excluded = parse_combinations(exclude)
-    if len(excluded) >= len(COLOURS) * len(SHAPES) * len(DIRECTIONS):
-        raise KinemaError("exclude leaves no colour:shape:direction combination to draw")
     rows, clips = [], []
-    for i in range(n):
-        rng = random.Random(f"{seed}-{i}")  # each sample on its own stream: sample i is the same for any n
-        spec = random_spec(rng, num_frames, height, width)
-        while (spec.colour, spec.shape, spec.direction) in excluded:  # redraw from the same stream
-            spec = random_spec(rng, num_frames, height, width)
-        clips.append(render(spec))
-        truth = asdict(spec)
-        truth["start_x"], truth["start_y"] = truth.pop("start")
-        rows.append({"text": caption(spec, rng), **truth})
+    for row, clip in _samples(n, seed, num_frames, height, width, exclude):
+        rows.append(row)
+        clips.append(clip)
     return pd.DataFrame(rows), clips
 
 
 def write_dataset(n: int, output_dir: str | os.PathLike, seed: int = 0, size: int = 32, num_frames: int = 16,
-                  ext: str = "mp4", exclude=()) -> Path:
+                  ext: str = "mp4", exclude=(), progress: bool = False) -> Path:
     """Write clips and ``meta.csv`` (Open-Sora columns + ground truth); returns the table's path."""
     from kinema.core.video import write_video
 
+    from .progress import progress_bar
     from .table import write_table
 
+    n = check_number(n, "num_videos", minimum=1, maximum=MAX_VIDEOS, integer=True, fix="write -n 100, say")
+    size = check_number(size, "size", minimum=16, maximum=MAX_SIZE, integer=True, fix="frames are size x size px")
+    num_frames = check_number(num_frames, "frames", minimum=2, maximum=MAX_FRAMES, integer=True)
     output_dir = Path(output_dir)
-    table, clips = make_dataset(n, seed, num_frames, size, size, exclude=exclude)
-    paths = []
-    for i, frames in enumerate(clips):
+    rows, paths = [], []
+    samples = _samples(n, seed, num_frames, size, size, exclude)
+    for i, (row, frames) in enumerate(progress_bar(samples, total=n, desc="synth", unit="clip", enabled=progress)):
         path = output_dir / f"synth_{i:06d}.{ext}"
         write_video(path, frames, FPS)
+        rows.append(row)
         paths.append(str(path.resolve()))
+    table = pd.DataFrame(rows)
     table.insert(0, "path", paths)
     table["fps"] = FPS
     table["aspect_ratio"] = table["height"] / table["width"]
