@@ -13,9 +13,9 @@ import warnings
 
 import click
 
-from .errors import KinemaError
+from .errors import KinemaError, failure_message
 from .lazy import Lazy
-from .plugins import get_plugins
+from .plugins import PLUGIN_FAILURES, get_plugins
 
 
 class KinemaGroup(click.Group):
@@ -69,8 +69,7 @@ class KinemaGroup(click.Group):
         except Exception as exc:
             if os.environ.get("KINEMA_DEBUG"):
                 raise
-            traceback_hint = "run again with KINEMA_DEBUG=1 to see the traceback"
-            raise click.ClickException(f"{type(exc).__name__}: {exc}\n({traceback_hint})") from None
+            raise click.ClickException(failure_message(exc, ctx.invoked_subcommand or "")) from None
 
 
 def _version() -> str:
@@ -93,7 +92,7 @@ def build_cli() -> click.Group:
     for impl in plugins.pm.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=cli)
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             plugins.record_failure(impl.plugin_name, plugins.distribution_of(impl.plugin_name), "", exc)
     return cli
 

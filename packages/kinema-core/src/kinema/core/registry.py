@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import DuplicateNameError, KinemaError, UnknownNameError
 from .lazy import Lazy
-from .plugins import get_plugins
+from .plugins import PLUGIN_FAILURES, get_plugins
 
 # kind -> hook that fills it
 KINDS: dict[str, str] = {
@@ -79,7 +79,7 @@ class Registry:
                     impl.function(register=register)
                 except DuplicateNameError:
                     raise
-                except Exception as exc:  # a broken plugin must not take the others down
+                except PLUGIN_FAILURES as exc:  # a broken plugin must not take the others down
                     plugins.record_failure(impl.plugin_name, dist, "", exc)
         return self._entries
 

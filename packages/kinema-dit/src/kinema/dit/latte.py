@@ -29,6 +29,7 @@ from kinema.core import KinemaError
 
 from .attention import ResolvedBackendMixin, run_attention
 from .contract import ModelContract, VideoModel
+from .loading import ConfigCheckedLoading
 from .embeddings import timestep_embedding
 from .flavours import flavours
 from .layers import AttentionBackendMixin, PatchEmbed2D, layer_norm, modulation, run_blocks, t2i_modulate
@@ -215,7 +216,7 @@ class LatteBlock(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 # AttentionBackendMixin first: its set_attention_backend replaces ModelMixin's (diffusers' processors)
-class LatteT2V(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
+class LatteT2V(AttentionBackendMixin, ConfigCheckedLoading, ModelMixin, ConfigMixin, VideoModel):
     _supports_gradient_checkpointing = True
 
     @register_to_config

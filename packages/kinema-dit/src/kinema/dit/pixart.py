@@ -19,6 +19,7 @@ from torch import nn
 from kinema.core import KinemaError
 
 from .contract import ModelContract, VideoModel
+from .loading import ConfigCheckedLoading
 from .embeddings import CaptionEmbedder, TimestepEmbedder
 from .flavours import flavours
 from .layers import (
@@ -96,7 +97,7 @@ class PixArtBlock(nn.Module):
 
 
 # AttentionBackendMixin first: its set_attention_backend replaces ModelMixin's (diffusers' processors)
-class PixArtFamily(AttentionBackendMixin, ModelMixin, ConfigMixin, VideoModel):
+class PixArtFamily(AttentionBackendMixin, ConfigCheckedLoading, ModelMixin, ConfigMixin, VideoModel):
     """The stem and head of the PixArt family, under the upstream names: ``x_embedder`` (patches ->
     tokens), ``t_embedder`` (timestep -> t [B, C]), ``t_block`` (t -> the adaLN-single t_mod [B, 6C]
     every block offsets with its own table), ``y_embedder`` (T5 features -> caption tokens; its
