@@ -1,15 +1,16 @@
 """GPU training throughput: video tokens/s, MFU and peak memory of one training step (forward + backward +
 fused AdamW) with per-block gradient checkpointing, for STDiT-XL/2, STDiT2-XL/2 and DiT-XL/2 (the registry
-flavours) at latents 16x32x32 (16 frames of 256^2), 16x64x64 (16 x 512^2) and 64x64x64, in four variants:
+flavours) at latents 16x32x32 (16 frames of 256^2), 16x64x64 (16 x 512^2) and 64x64x64, in six variants:
 eager or compiled (``kinema.dit.compile.compile_blocks``: each block ``torch.compile``d) x autocast (fp32
-weights, bf16 autocast) or pure bf16 weights.
+weights, bf16 autocast), pure bf16 weights, or bf16params (FSDP2 on one GPU, as the trainer's
+``parallel.data=fsdp optim.mixed_precision=bf16-params``: bf16 compute weights over fp32 master weights).
 
     python benchmarks/gpu_train.py --only STDiT2-XL/2,16x32x32                     # one model and shape
     python benchmarks/gpu_train.py --only 16x32x32 --variants eager-autocast,compiled-autocast --json out.json
     python benchmarks/gpu_train.py --smoke                                          # CPU, toy size, seconds
 
 ``--only`` takes MODEL, SHAPE or MODEL,SHAPE (repeatable); ``--variants`` a comma list of
-{eager,compiled}-{autocast,bf16} (``--smoke``: fp32, eager only unless named).
+{eager,compiled}-{autocast,bf16,bf16params} (``--smoke``: fp32, eager only unless named).
 
 Tokens are the model's video tokens: batch x T x (H/2) x (W/2). Model FLOPs are counted with a formula
 (``step_flops``), per video token per block, 2 FLOPs a multiply-add, C the width, N = T*S tokens per video
@@ -116,6 +117,11 @@ def run_case(name, shape_name, shape, variant, args, device) -> dict:
     model.train()
     if mode == "compiled":
         compile_blocks(model)
+    if precision == "bf16params":  # what the trainer does: regional compile first, then fully_shard
+        from kinema.train.distributed import ParallelContext
+        from kinema.train.fsdp import apply_fsdp
+
+        apply_fsdp(model, ParallelContext(device=device), bf16_params=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     batch = inputs(model, name, shape, args.batch, device, dtype)
@@ -190,9 +196,9 @@ def print_table(rows: list[dict], peak) -> None:
             base = by_key[(model, shape, f"eager-{precision}")]
             ratios.append(f"{model} {shape} compiled/eager ({precision}): "
                           f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x")
-        if precision == "bf16" and (model, shape, f"{mode}-autocast") in by_key:
+        if precision in ("bf16", "bf16params") and (model, shape, f"{mode}-autocast") in by_key:
             base = by_key[(model, shape, f"{mode}-autocast")]
-            ratios.append(f"{model} {shape} bf16 weights/autocast ({mode}): "
+            ratios.append(f"{model} {shape} {precision} weights/autocast ({mode}): "
                           f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x")
     if ratios:
         print("tokens/s ratios:")
@@ -223,7 +229,7 @@ def main(argv=None) -> None:
             sys.exit("gpu_train.py needs a CUDA GPU; use --smoke on a CPU")
         device, shapes = torch.device("cuda"), SHAPES
         variants = args.variants.split(",") if args.variants else list(VARIANTS)
-    known = {f"{m}-{p}" for m in ("eager", "compiled") for p in ("autocast", "bf16", "fp32")}
+    known = {f"{m}-{p}" for m in ("eager", "compiled") for p in ("autocast", "bf16", "bf16params", "fp32")}
     unknown = [v for v in variants if v not in known]
     if unknown:
         sys.exit(f"unknown --variants {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
@@ -246,11 +252,11 @@ def main(argv=None) -> None:
             rows.append(r)
             done = r["error"] if "error" in r else f"{r['tokens_per_s']:.0f} tokens/s, warm-up {r['warmup_s']:.1f} s"
             print(f"  done {name} {shape_name} {variant}: {done}", flush=True)
+            if args.json:  # after every case, so a run cut short keeps what it measured
+                with open(args.json, "w") as f:
+                    json.dump({"device": torch.cuda.get_device_name() if peak else "cpu", "peak_flops": peak,
+                               "torch": torch.__version__, "rows": rows}, f, indent=1)
     print_table(rows, peak)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name() if peak else "cpu", "peak_flops": peak,
-                       "torch": torch.__version__, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

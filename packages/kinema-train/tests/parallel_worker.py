@@ -50,7 +50,7 @@ def perturbed_weights(cfg, out_dir: str, name: str) -> str:
 
 
 def run_case(out_dir: str, model: str, layout: str) -> None:
-    tp, sp = {"dp": (1, 1), "tp": (2, 1), "sp": (1, 2), "dp_zero": (1, 1)}[layout]
+    tp, sp = {"dp": (1, 1), "tp": (2, 1), "sp": (1, 2), "dp_zero": (1, 1), "fsdp": (1, 1)}[layout]
     # fp32, no dropout of any kind, the Open-Sora 1.1 masking on: every code path of a real step
     extra = {"mask_ratios": {"mask_no": 0.5, "mask_image_head": 0.25, "mask_quarter_tail": 0.25}}
     cfg = tiny_config(os.path.join(out_dir, f"ckpt-{model}-{layout}"), model, data=extra,
@@ -62,6 +62,7 @@ def run_case(out_dir: str, model: str, layout: str) -> None:
     ref_loss.backward()
 
     cfg.parallel.tensor, cfg.parallel.sequence = tp, sp
+    cfg.parallel.data = "fsdp" if layout == "fsdp" else "ddp"
     par = Trainer(cfg, ctx=init_parallel(tp, sp))
     batch = next(iter(par.data))[1]
     loss = par.loss(batch, step=0)
@@ -81,7 +82,7 @@ def run_case(out_dir: str, model: str, layout: str) -> None:
     }
     if layout in ("tp", "sp"):
         result.update(layout_checks(cfg, ref.model, par))
-    if layout == "dp_zero":  # the sharded AdamW step must land on the same weights
+    if layout in ("dp_zero", "fsdp"):  # the sharded AdamW step must land on the same weights
         ref.optimizer.step()
         par.optimizer.step()
         weights = to_dense(par.model, dict(par.model.named_parameters()))

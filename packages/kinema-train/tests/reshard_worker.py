@@ -1,5 +1,5 @@
-"""Run under torchrun (2 ranks, gloo): train from scratch on 2 processes, and resume 1-process checkpoints
-on 2 processes (data parallel with ZeRO, and tensor parallel). Rank 0 writes the losses to OUT/<case>.json.
+"""Run under torchrun (2 ranks, gloo): train from scratch on 2 processes (DDP, FSDP2), and resume 1-process
+checkpoints on 2 processes (data parallel with ZeRO, tensor parallel, FSDP2). Rank 0 writes the losses to OUT/<case>.json.
 
 usage: reshard_worker.py OUT ONE_PROCESS_CHECKPOINT
 """
@@ -35,4 +35,6 @@ if __name__ == "__main__":
     run(out, "two", {}, {})
     run(out, "one_to_two_zero", {}, {"shard_optimizer": True}, resume=one_process)
     run(out, "one_to_two_tp", {"tensor": 2}, {}, resume=one_process)
+    run(out, "two_fsdp", {"data": "fsdp"}, {})
+    run(out, "one_to_two_fsdp", {"data": "fsdp"}, {}, resume=one_process)
     torch.distributed.destroy_process_group()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-CASES = [(m, layout) for m in ("STDiT", "STDiT2") for layout in ("dp", "tp", "sp")] + [("STDiT2", "dp_zero")]
+CASES = [(m, layout) for m in ("STDiT", "STDiT2") for layout in ("dp", "tp", "sp")] + [("STDiT2", "dp_zero"),
+                                                                                     ("STDiT2", "fsdp")]
 TOL = 1e-5
 
 
@@ -42,11 +43,13 @@ def test_same_loss_and_gradients_as_one_process(results, model, layout):
         assert r["zero_grads"] == []  # every parameter is exercised, so the comparison means something
         assert abs(r["loss"] - r["ref_loss"]) < TOL
         assert r["max_grad_err"] < TOL and r["max_grad"] > 1e-3
-        expected_local = r["global_batch"] // 2 if layout.startswith("dp") else r["global_batch"]
-        # DDP averages over data x context ranks (dp and sp here); TP alone has one such rank
-        assert (r["data_parallel"] == "DistributedDataParallel") == (layout != "tp")
+        expected_local = r["global_batch"] // 2 if layout in ("dp", "dp_zero", "fsdp") else r["global_batch"]
+        # DDP averages over data x context ranks (dp and sp here); TP alone has one such rank; FSDP2 shards
+        # the model in place (its class becomes FSDP<model>)
+        expected = {"tp": "STDiT2" if model == "STDiT2" else "STDiT", "fsdp": "FSDPSTDiT2"}
+        assert r["data_parallel"] == expected.get(layout, "DistributedDataParallel")
         assert r["local_batch"] == expected_local
-        if layout == "dp_zero":
+        if layout in ("dp_zero", "fsdp"):
             assert r["max_weight_err"] < TOL
         if layout in ("tp", "sp"):  # the dense, upstream-named layout survives sharding
             assert r["state_keys_match"]

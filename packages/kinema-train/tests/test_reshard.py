@@ -1,5 +1,5 @@
 """Checkpoints reshard: a run saved on 2 processes resumes on 1 and one saved on 1 resumes on 2 (data
-parallel with ZeRO-1, or tensor parallel), with the next losses those of the uninterrupted run."""
+parallel with ZeRO-1, tensor parallel, or FSDP2), with the next losses those of the uninterrupted run."""
 
 import json
 import os
@@ -41,6 +41,8 @@ def runs(tmp_path_factory):
     results = {f.stem: json.loads(f.read_text()) for f in tmp.glob("*.json")}
     resumed = one_process(tmp, "two_to_one", resume=tmp / "two" / "step-000000003")
     results["two_to_one"] = {"start": resumed.step, "losses": resumed.train()}
+    resumed = one_process(tmp, "two_fsdp_to_one", resume=tmp / "two_fsdp" / "step-000000003")
+    results["two_fsdp_to_one"] = {"start": resumed.step, "losses": resumed.train()}
     return uninterrupted, results, tmp
 
 
@@ -51,9 +53,12 @@ def test_two_processes_train_as_one(runs):
     step = tmp / "two" / "step-000000003"  # dense files only: no per-rank optimizer state
     assert (step / "model.safetensors").exists() and (step / "ema.safetensors").exists()
     assert (step / "optimizer" / ".metadata").exists()
+    assert results["two_fsdp"]["data_parallel"] == "FSDPSTDiT2"  # FSDP2 shards the model in place
+    assert results["two_fsdp"]["losses"] == pytest.approx(uninterrupted, abs=TOL)
 
 
-@pytest.mark.parametrize("case", ["two_to_one", "one_to_two_zero", "one_to_two_tp"])
+@pytest.mark.parametrize("case", ["two_to_one", "one_to_two_zero", "one_to_two_tp", "two_fsdp_to_one",
+                                  "one_to_two_fsdp"])
 def test_resume_on_another_layout_continues_the_uninterrupted_run(runs, case):
     uninterrupted, results, _ = runs
     assert results[case]["start"] == 3

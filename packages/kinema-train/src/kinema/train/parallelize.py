@@ -2,7 +2,8 @@
 
 - tensor parallel (``ctx.tp_group``): megatron Column/RowParallelLinear in attention and MLP;
 - sequence parallel (``ctx.cp_group``): frame-sharded tokens, all-to-all around temporal attention;
-- data parallel (``ctx.dp_cp_group``): DDP averages the gradients, overlapping backward.
+- data parallel (``ctx.dp_cp_group``): DDP averages the gradients, overlapping backward; or FSDP2
+  (``fsdp.py``) shards weights, gradients and optimizer states over the same ranks.
 
 Why the average runs over data x context ranks: with sequence parallelism every context rank
 computes the same loss from the gathered output, and the gather's backward sums the full gradient
@@ -36,14 +37,19 @@ def parallelize(model: nn.Module, ctx: ParallelContext) -> nn.Module:
     return model
 
 
-def data_parallel(model: nn.Module, ctx: ParallelContext, mode: str = "ddp") -> nn.Module:
-    """The module to run forward/backward through: ``model`` itself on one data x context rank, else
-    DistributedDataParallel over those ranks, whose bucketed all-reduce averages the gradients while
-    backward is still running. ``model`` stays the plain module (state dicts, EMA, names)."""
+def data_parallel(model: nn.Module, ctx: ParallelContext, mode: str = "ddp", bf16_params: bool = False) -> nn.Module:
+    """The module to run forward/backward through. ``ddp``: ``model`` itself on one data x context rank,
+    else DistributedDataParallel over those ranks, whose bucketed all-reduce averages the gradients while
+    backward is still running; ``model`` stays the plain module (state dicts, EMA, names). ``fsdp``:
+    ``model`` sharded in place with FSDP2 (on any number of ranks, one included), and returned."""
+    if mode == "fsdp":
+        from .fsdp import apply_fsdp
+
+        return apply_fsdp(model, ctx, bf16_params)
+    if mode != "ddp":
+        raise KinemaError(f"parallel.data={mode!r} is not supported; use ddp or fsdp")
     if not ctx.distributed or dist.get_world_size(ctx.dp_cp_group) == 1:
         return model
-    if mode != "ddp":
-        raise KinemaError(f"parallel.data={mode!r} is not supported; use ddp")
     return DistributedDataParallel(
         model, process_group=ctx.dp_cp_group, broadcast_buffers=False,  # every rank builds the same buffers
         device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
@@ -69,16 +75,23 @@ def _all_reduce_bucket(grads: list[torch.Tensor], group, divide_by: int) -> None
 
 
 def grad_norm(params: list[nn.Parameter], ctx: ParallelContext) -> torch.Tensor:
-    """Global L2 norm of the (synced) gradients: TP shards summed over the TP group, replicated
-    parameters counted once."""
-    sharded = [p.grad.detach().float() for p in params if p.grad is not None and is_tensor_parallel(p)]
-    replicated = [p.grad.detach().float() for p in params if p.grad is not None and not is_tensor_parallel(p)]
+    """Global L2 norm of the (synced) gradients: TP shards summed over the TP group, FSDP2 shards over
+    the data x context group, replicated parameters counted once."""
+    from .fsdp import is_fsdp_sharded, local
+
+    grads = [p for p in params if p.grad is not None]
+    fsdp = [local(p.grad).detach().float() for p in grads if is_fsdp_sharded(p.grad)]
+    sharded = [p.grad.detach().float() for p in grads if is_tensor_parallel(p) and not is_fsdp_sharded(p.grad)]
+    replicated = [p.grad.detach().float() for p in grads if not is_tensor_parallel(p) and not is_fsdp_sharded(p.grad)]
     zero = torch.zeros((), device=ctx.device)
     sq_sharded = sum((g.pow(2).sum() for g in sharded), zero)
     if sharded and ctx.tp_size > 1:
         dist.all_reduce(sq_sharded, group=ctx.tp_group)
+    sq_fsdp = sum((g.pow(2).sum() for g in fsdp), zero)
+    if fsdp and ctx.dp_cp_group is not None:
+        dist.all_reduce(sq_fsdp, group=ctx.dp_cp_group)
     sq_replicated = sum((g.pow(2).sum() for g in replicated), zero)
-    return (sq_sharded + sq_replicated).sqrt()
+    return (sq_sharded + sq_fsdp + sq_replicated).sqrt()
 
 
 def clip_gradients(params: list[nn.Parameter], max_norm: float, ctx: ParallelContext) -> torch.Tensor:
@@ -86,7 +99,9 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float, ctx: ParallelCon
     norm = grad_norm(params, ctx)
     if max_norm > 0 and math.isfinite(norm.item()):
         coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        from .fsdp import local
+
         for p in params:
             if p.grad is not None:
-                p.grad.mul_(coef.to(p.grad.dtype))
+                local(p.grad).mul_(coef.to(p.grad.dtype))
     return norm

@@ -167,8 +167,10 @@ def is_tensor_parallel(param: nn.Parameter) -> bool:
 
 def to_dense(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-parameter tensors of this rank (weights, gradients, EMA) -> the dense layout, named as in
-    the single-device model. Collective: every TP rank must call it."""
-    dense = {k: v.detach().clone() for k, v in tensors.items()}
+    the single-device model. Collective: every TP rank (and every FSDP rank) must call it."""
+    from .fsdp import full
+
+    dense = {k: full(v.detach()).clone() for k, v in tensors.items()}
     for name, module in model.named_modules():
         if isinstance(module, (ColumnLinear, RowLinear)):
             for key in ("weight", "bias"):
@@ -179,8 +181,12 @@ def to_dense(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def local_from_dense(model: nn.Module, dense: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inverse of ``to_dense``: this rank's slices of dense per-parameter tensors."""
-    local = dict(dense)
+    """The inverse of ``to_dense``: this rank's slices of dense per-parameter tensors (FSDP2 shards as
+    DTensors laid out as their parameters)."""
+    from .fsdp import shard_like
+
+    params = dict(model.named_parameters())
+    local = {k: shard_like(params[k], v) if k in params else v for k, v in dense.items()}
     for name, module in model.named_modules():
         if isinstance(module, ColumnLinear):
             tp, rank = dist.get_world_size(module.tp_group), dist.get_rank(module.tp_group)
