@@ -21,6 +21,9 @@ from pathlib import Path
 import click
 
 from kinema.core import KinemaError
+from kinema.core.validate import MAX_SEED, BoundedInt, FiniteFloat
+
+from .cli import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
 
 ATTRIBUTES = ("colour", "shape", "direction")
 
@@ -159,16 +162,17 @@ def eval_group() -> None:
 @eval_group.command("adherence")
 @click.option("--model", default=None,
               help="pipeline folder (default: $KINEMA_PIPELINE, else the built-in default model)")
-@click.option("-n", "--num-prompts", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="picks the prompts and the sampling noise")
+@click.option("-n", "--num-prompts", type=BoundedInt(1, 100_000), default=100, show_default=True)
+@click.option("--seed", type=BoundedInt(0, MAX_SEED), default=0, show_default=True,
+              help="picks the prompts and the sampling noise")
 @click.option("--holdout-only", is_flag=True, help="only the colour:shape:direction combinations held out of training")
 @click.option("--held-out", "held_out", multiple=True, metavar="COLOUR:SHAPE:DIRECTION",
               help="held-out combinations (repeatable; default: the default model's)")
 @click.option("--phrasing", type=click.Choice(PHRASINGS), default="short", show_default=True,
               help='"a red circle moving right", or the synthetic captions with speed and size words')
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="sampling steps (pipeline default)")
-@click.option("--cfg", type=float, default=None, help="guidance scale (pipeline default)")
-@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--steps", type=BoundedInt(1, MAX_STEPS), default=None, help="sampling steps (pipeline default)")
+@click.option("--cfg", type=FiniteFloat(0, MAX_GUIDANCE), default=None, help="guidance scale (pipeline default)")
+@click.option("--batch-size", type=BoundedInt(1, MAX_BATCH), default=10, show_default=True)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default="adherence.csv", show_default=True,
               help="per-prompt results")
 @click.option("--device", default=None)
@@ -181,13 +185,15 @@ def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing
     from transformers.utils import logging as hf_logging
 
     from .attention_cache import AttentionCacheConfig
-    from .cli import load_pipeline
+    from .cli import check_output_target, load_pipeline
 
     hf_logging.disable_progress_bar()
     cases = make_prompts(num_prompts, seed, held_out or HELD_OUT, holdout_only, phrasing)
-    pipe, model = load_pipeline(model, device)
-    if attention_cache is not None:
-        pipe.enable_attention_cache(AttentionCacheConfig.parse(attention_cache))
+    check_output_target(Path(csv_path), "--csv")
+    cache_config = AttentionCacheConfig.parse(attention_cache) if attention_cache is not None else None
+    pipe, model = load_pipeline(model, device)  # checks --device before loading
+    if cache_config is not None:
+        pipe.enable_attention_cache(cache_config)
     stderr = click.get_text_stream("stderr")
     with click.progressbar(length=len(cases), label=f"sampling {len(cases)} prompts", file=stderr) as bar:
         done = [0]

@@ -23,7 +23,10 @@ from pathlib import Path
 import click
 from kinema.core import KinemaError
 
-from .cli import MODEL_ENV, load_pipeline
+from kinema.core.validate import check_number
+
+from . import memory
+from .cli import MAX_GUIDANCE, MAX_STEPS, MODEL_ENV, load_pipeline
 from .sizes import ASPECT_RATIOS
 
 INSTALL_HINT = 'pip install "kinema-sample[demo]"'
@@ -108,16 +111,21 @@ class Generator:
         if not request.prompt or not request.prompt.strip():
             raise KinemaError("type a prompt first")
         height, width = output_size(self.pipe, request.resolution, request.aspect_ratio)
-        num_frames = 1 if image else int(request.num_frames)
-        seed = int(request.seed)
-        if not 0 <= seed <= MAX_SEED:
-            raise KinemaError(f"seed must be in [0, {MAX_SEED}], got {seed}")
+        # the page's sliders bound these, but its API takes any value
+        num_frames = 1 if image else check_number(request.num_frames, "frames", minimum=1, maximum=MAX_FRAMES + 1,
+                                                  integer=True)
+        seed = check_number(request.seed, "seed", minimum=0, maximum=MAX_SEED, integer=True)
+        steps = check_number(request.steps, "sampling steps", minimum=1, maximum=MAX_STEPS, integer=True)
+        guidance = check_number(request.guidance_scale, "guidance scale", minimum=0, maximum=MAX_GUIDANCE)
+        memory.check_fits(self.pipe, self.pipe._execution_device, "this request", 1, num_frames, height, width,
+                          guidance > 1, vae_tiling=bool(getattr(self.pipe.vae, "use_tiling", False)),
+                          fix="pick a smaller resolution or fewer frames")
         reference = request.reference or None
         start = time.perf_counter()
         with self._lock:
             result = self.pipe(
                 request.prompt.strip(), num_frames=num_frames, height=height, width=width,
-                num_inference_steps=int(request.steps), guidance_scale=float(request.guidance_scale),
+                num_inference_steps=steps, guidance_scale=guidance,
                 generator=torch.Generator(device="cpu").manual_seed(seed),
                 reference=reference, mask_strategy="0" if reference else None, output_type="uint8",
             )
@@ -126,7 +134,7 @@ class Generator:
         path = write_video(self.output_dir / f"{stem}{'.png' if image else '.mp4'}", frames, fps=result.fps)
         what = "image" if image else f"{frames.shape[0]} frames at {result.fps:g} fps"
         cond = ", conditioned on the reference image" if reference else ""
-        summary = (f"{what}, {width}x{height}{cond}, {int(request.steps)} steps, guidance {request.guidance_scale:g}, "
+        summary = (f"{what}, {width}x{height}{cond}, {steps} steps, guidance {guidance:g}, "
                    f"seed {seed}; {time.perf_counter() - start:.1f} s; saved to {path}")
         return path, summary
 

@@ -5,8 +5,9 @@
 The folder is diffusers' layout (``model_index.json`` + ``transformer/ vae/ text_encoder/ tokenizer/
 scheduler/``) and loads with ``KinemaVideoPipeline.from_pretrained(folder)`` or, through diffusers' route for
 pipelines that live outside it, ``DiffusionPipeline.from_pretrained(folder, custom_pipeline=
-kinema.sample.DIFFUSERS_CUSTOM_PIPELINE, trust_remote_code=True)`` (the code is this installed package, never
-the folder's). ``__call__`` takes diffusers' arguments (``prompt_embeds``, ``max_sequence_length``,
+kinema.sample.DIFFUSERS_CUSTOM_PIPELINE, trust_remote_code=True)``. Only the first checks the folder (no code,
+no path leading outside it): diffusers' loader with ``trust_remote_code=True`` runs a folder's component code.
+``__call__`` takes diffusers' arguments (``prompt_embeds``, ``max_sequence_length``,
 ``callback_on_step_end`` with ``PipelineCallback`` objects, ``output_type`` "pil" by default) plus Open-Sora's:
 ``reference`` + ``mask_strategy`` (image-to-video, extension, editing), ``loop`` (longer videos), resolution and
 aspect-ratio tables.
@@ -31,11 +32,15 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch.utils._pytree import tree_map
 from kinema.core import KinemaError
+from kinema.core.validate import check_number
 from kinema.dit.contract import VideoModel, size_conditions
 
 from . import denoising
+from .aspect_size import parse_ratio, size_near_area
 from .conditioning import Insertion, apply_insertions, loop_insertion, parse_mask_strategy, pixel_frames
-from .pipeline_folder import COMPONENTS, HOW_TO_PROVIDE, check_index, import_components, read_index, replace_folder
+from .pipeline_folder import (COMPONENTS, HOW_TO_PROVIDE, check_index, explain_weights_mismatch,
+                              import_components, load_transformers_components, read_index,
+                              replace_folder)
 from .references import load_reference
 from .schedulers import sampler_by_name
 from .sizes import check_num_frames, check_size, fit_to_multiple, size_from_table
@@ -111,18 +116,29 @@ class KinemaVideoPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> KinemaVideoPipeline:
-        """diffusers' loader, after checking the folder: it exists, and names only classes from kinema,
-        transformers, diffusers or an installed kinema plugin (a folder is data; it cannot pick code to import)."""
+        """diffusers' loader, after checking the folder: it exists, names only classes from kinema,
+        transformers, diffusers or an installed kinema plugin, and carries no code and no path leading outside it
+        (a folder is data; it cannot pick code to import or run). Nothing is asked on the terminal."""
         from diffusers.utils import is_accelerate_available
 
         path = Path(pretrained_model_name_or_path)
+        for option in ("trust_remote_code", "custom_pipeline"):
+            if kwargs.get(option):
+                raise KinemaError(f"{option}={kwargs[option]!r}: KinemaVideoPipeline.from_pretrained never runs code "
+                                  "from a model folder; leave it out (the pipeline's code is this installed package)")
+        kwargs["trust_remote_code"] = False
         index = read_index(path)
         check_index(path, index)
         import_components(index)
+        dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
+        kwargs.update(load_transformers_components(path, index, dtype, skip=set(kwargs)))
         kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())
         try:
             return super().from_pretrained(str(path), **kwargs)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
+            explain_weights_mismatch(path, index)  # a config.json that does not describe its weights
+            if isinstance(exc, RuntimeError):
+                raise
             raise KinemaError(f"cannot load the pipeline at {str(path)!r}: {exc}. A component's files may be missing "
                               f"or incomplete. {HOW_TO_PROVIDE}") from exc
 
@@ -325,8 +341,11 @@ class KinemaVideoPipeline(DiffusionPipeline):
             check_size(int(height), int(width), multiple)
             return int(height), int(width)
         d = self.config.defaults
-        if resolution is None and aspect_ratio is None and d["height"] and d["width"]:
-            return int(d["height"]), int(d["width"])
+        if resolution is None and d["height"] and d["width"]:
+            if aspect_ratio is None:
+                return int(d["height"]), int(d["width"])
+            # a model with a fixed default size keeps its pixel count and changes only the shape
+            return size_near_area(int(d["height"]) * int(d["width"]), parse_ratio(aspect_ratio), multiple)
         h, w = size_from_table(resolution or d["resolution"], aspect_ratio or d["aspect_ratio"])
         h, w = fit_to_multiple(h, w, multiple)
         check_size(h, w, multiple)
@@ -396,6 +415,13 @@ class KinemaVideoPipeline(DiffusionPipeline):
         denoising.check_scheduler(self.scheduler, self.config.prediction_type)
         d = self.config.defaults
         contract = self.transformer.contract()
+        # 0 or NaN would otherwise fall back to the defaults below or sample noise
+        for name, value, low, integer in (("fps", fps, 0, False), ("guidance_scale", guidance_scale, 0, False),
+                                          ("num_inference_steps", num_inference_steps, 1, True),
+                                          ("num_frames", num_frames, 1, True)):
+            if value is not None:  # numpy and torch scalars as their Python numbers
+                check_number(value.item() if hasattr(value, "item") else value, name, minimum=low,
+                             min_open=name == "fps", integer=integer)
         fps = float(fps or d["fps"])
         num_inference_steps = int(num_inference_steps or d["num_inference_steps"])
         max_sequence_length = max_sequence_length or d.get("max_sequence_length")

@@ -19,10 +19,14 @@ def _missing(what: str, path: str, how: str) -> KinemaError:
 
 
 def _load(what, loader, path, how, **kwargs):
+    # callers pass trust_remote_code=False: a folder's auto_map code never runs and nothing asks on the terminal
     try:
         return loader(path, **kwargs)
     except OSError as exc:  # transformers raises OSError for missing folders / offline hub ids
         raise _missing(what, path, how) from exc
+    except ValueError as exc:  # e.g. a folder whose config asks to run its own code
+        detail = " ".join(str(exc).split())
+        raise KinemaError(f"cannot load {what} from {path!r}: {detail}") from exc
 
 
 def t5(path: str = T5_HUB_ID, max_length: int | None = None, version: str = "1.1",
@@ -36,9 +40,9 @@ def t5(path: str = T5_HUB_ID, max_length: int | None = None, version: str = "1.1
            "and pass the folder, or set HF_HUB_OFFLINE=0 to let transformers fetch it.")
     local = os.path.isdir(path)
     tokenizer = _load("the T5 tokenizer", AutoTokenizer.from_pretrained, path, how,
-                      local_files_only=local or local_files_only)
+                      local_files_only=local or local_files_only, trust_remote_code=False)
     model = _load("the T5 encoder", T5EncoderModel.from_pretrained, path, how, torch_dtype=dtype,
-                  local_files_only=local or local_files_only).eval()
+                  local_files_only=local or local_files_only, trust_remote_code=False).eval()
     return HFTextEncoder(model, tokenizer, max_length or T5_MAX_LENGTH[version], name="T5")
 
 
@@ -47,8 +51,8 @@ def clip(path: str = "openai/clip-vit-large-patch14", max_length: int = 77) -> H
     from transformers import AutoTokenizer, CLIPTextModel
 
     how = "Pass a local folder holding a CLIP text model and tokenizer (save_pretrained layout)."
-    tokenizer = _load("the CLIP tokenizer", AutoTokenizer.from_pretrained, path, how)
-    model = _load("the CLIP text model", CLIPTextModel.from_pretrained, path, how).eval()
+    tokenizer = _load("the CLIP tokenizer", AutoTokenizer.from_pretrained, path, how, trust_remote_code=False)
+    model = _load("the CLIP text model", CLIPTextModel.from_pretrained, path, how, trust_remote_code=False).eval()
     return HFTextEncoder(model, tokenizer, max_length, name="CLIP")
 
 
@@ -65,8 +69,9 @@ def minilm(max_length: int = 120) -> HFTextEncoder:
     from transformers import AutoTokenizer, BertModel
 
     path = minilm_path()
-    return HFTextEncoder(BertModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path), max_length,
-                         name="MiniLM")
+    model = BertModel.from_pretrained(path, trust_remote_code=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    return HFTextEncoder(model, tokenizer, max_length, name="MiniLM")
 
 
 def tiny_t5_parts(hidden_size: int = 32, num_layers: int = 2, num_heads: int = 4, seed: int = 0):

