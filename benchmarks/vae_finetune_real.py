@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
 
-from kinema.vae.data import ClipBank, load_clip
+from kinema.vae.data import load_clip
 from kinema.vae.inflate import inflate_autoencoder_kl
-from kinema.vae.losses import VAELoss
+from kinema.vae.loading import load_vae
 from kinema.vae.metrics import video_metrics
-from kinema.vae.train import TrainConfig, save_atomic, train_vae
 
 
 def clips() -> list[Path]:
@@ -55,11 +57,8 @@ def main() -> None:
     torch.manual_seed(0)
     paths = clips()
     train_paths, held_paths = paths[: args.train_clips], paths[-args.held_out :]
-    bank = ClipBank(train_paths, args.resolution, max_frames=33)
     held = [(p.name, load_clip(p, 17, args.eval_resolution)) for p in held_paths]
     if args.load:
-        from kinema.vae import load_vae
-
         tiling_report(load_vae(args.load), held)
         return
     vae2d = AutoencoderKL(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
@@ -70,13 +69,21 @@ def main() -> None:
           f"{vae.temporal_compression}x{vae.spatial_compression}x{vae.spatial_compression}; "
           f"train {len(train_paths)} clips, held out {len(held_paths)} clips (17 frames, {args.eval_resolution}^2)")
     before = evaluate(vae, held)
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "clips").mkdir(parents=True)
+    for path in train_paths:
+        shutil.copy(path, out / "clips" / path.name)
+    vae.save_pretrained(out / "init")
     t0 = time.time()
-    train_vae(vae, VAELoss(discriminator=None), bank,
-              TrainConfig(steps=args.steps, batch_size=2, num_frames=9, lr=args.lr, log_every=max(1, args.steps // 8)),
-              on_log=lambda s, e: print(f"  step {s:5d} rec_loss {e['rec_loss']:.4f}", flush=True))
+    # the user's path: `kinema vae train` runs the shared trainer (run folder out/run, the VAE in out/run/vae)
+    subprocess.run([sys.executable, "-m", "kinema.core.cli", "vae", "train", str(out / "clips"), "-o", str(out / "run"),
+                    "--init", str(out / "init"), "--steps", str(args.steps), "--batch-size", "2", "--frames", "9",
+                    "--resolution", str(args.resolution), "--lr", str(args.lr), "--sample-every", "0",
+                    "--no-progress"], check=True)
     print(f"trained {args.steps} steps in {time.time() - t0:.0f} s")
+    vae = load_vae(out / "run" / "vae")
     after = evaluate(vae, held)
-    save_atomic(vae, args.out)
 
     width = max(len(n) for n, _ in before)
     header = f"{'PSNR before':>11} {'PSNR after':>10}  {'SSIM before':>11} {'SSIM after':>10}"

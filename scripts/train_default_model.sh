@@ -51,15 +51,20 @@ stage "CausalVideoVAE: 1500 steps, then 1000 at each of two lower learning rates
 # colours further apart than the DiT's error (without it, one seed's VAE put blue and cyan 0.4 std apart and
 # the DiT drew blue shapes cyan)
 VAE_ARGS=(--batch-size 8 --frames 9 --resolution 32 --kl-weight 1e-6 --rec-loss l2 --latent-noise 0.4)
-done_already "$OUT/vae-stage1" ||
-    kinema vae train "$OUT/vae-clips" -o "$OUT/vae-stage1" --config configs/default-model/vae.json --steps 1500 \
-        --lr 3e-3 --seed "$SEED" "${VAE_ARGS[@]}"
-done_already "$OUT/vae-stage2" ||
-    kinema vae train "$OUT/vae-clips" -o "$OUT/vae-stage2" --init "$OUT/vae-stage1" --steps 1000 \
-        --lr 1e-3 --seed $((SEED + 1)) "${VAE_ARGS[@]}"
-done_already "$OUT/vae" ||
-    kinema vae train "$OUT/vae-clips" -o "$OUT/vae" --init "$OUT/vae-stage2" --steps 1000 \
-        --lr 5e-4 --seed $((SEED + 2)) "${VAE_ARGS[@]}"
+# each stage is a run folder of the shared trainer; its VAE appears in <run>/vae when the stage is complete, and an
+# interrupted stage resumes from its latest checkpoint
+vae_stage() {
+    local run="$OUT/$1"; shift
+    done_already "$run/vae" && return
+    local resume=(); [ -e "$run/latest" ] && resume=(--resume)
+    kinema vae train "$OUT/vae-clips" -o "$run" "$@" "${resume[@]}"
+}
+vae_stage vae-stage1 --config configs/default-model/vae.json --steps 1500 --lr 3e-3 --seed "$SEED" "${VAE_ARGS[@]}"
+vae_stage vae-stage2 --init "$OUT/vae-stage1/vae" --steps 1000 --lr 1e-3 --seed $((SEED + 1)) "${VAE_ARGS[@]}"
+vae_stage vae-stage3 --init "$OUT/vae-stage2/vae" --steps 1000 --lr 5e-4 --seed $((SEED + 2)) "${VAE_ARGS[@]}"
+if ! done_already "$OUT/vae"; then
+    rm -rf "$OUT/vae.partial" && cp -r "$OUT/vae-stage3/vae" "$OUT/vae.partial" && mv "$OUT/vae.partial" "$OUT/vae"
+fi
 
 # per-channel latent mean/std into the VAE config: the DiT then sees zero-mean, unit-std latents like its noise
 stage "latent statistics"

@@ -89,15 +89,3 @@ def test_lpips_loads_user_weights_in_torchvision_and_lpips_layouts(tmp_path):
     assert torch.allclose(lp(x, -x), donor(x, -x))
     with pytest.raises(PerceptualWeightsMissing, match="incomplete"):
         LPIPS("alex", backbone=tmp_path / "alexnet.pth")
-
-
-def test_upstream_optimiser_settings():
-    from kinema.vae.train import make_optimizers
-
-    vae = torch.nn.Conv2d(1, 1, 1)
-    loss_fn = VAELoss(discriminator="2d", disc_channels=4, disc_layers=1)
-    ae, disc = make_optimizers(vae, loss_fn, lr=1e-5)
-    for opt in (ae, disc):
-        assert isinstance(opt, torch.optim.Adam)
-        assert opt.param_groups[0]["betas"] == (0.5, 0.9) and opt.param_groups[0]["lr"] == 1e-5
-    assert any(p is loss_fn.logvar for p in ae.param_groups[0]["params"])

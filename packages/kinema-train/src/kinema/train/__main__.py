@@ -1,10 +1,19 @@
 """`python -m kinema.train CONFIG [key=value ...]` (what torchrun launches on every rank)."""
 
+import os
 import sys
 
 
+def drop_working_directory_from_path() -> None:
+    """``python -m`` puts the working directory first on sys.path; a training run imports nothing from it, so a
+    stray module there (a ``yaml.py`` in a dataset folder) cannot shadow a library. Plugin discovery ignores
+    distributions in the working directory on its own (kinema.core.plugins)."""
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+
 
 def main() -> None:
+    drop_working_directory_from_path()
     import click
 
     from .cli import train_command

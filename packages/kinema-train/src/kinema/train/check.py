@@ -8,7 +8,6 @@ take; no weights are read. Each problem is one line naming the field, its value 
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from typing import Any, Callable, Optional
@@ -20,12 +19,15 @@ from kinema.core import KinemaError
 from .components import (
     MODEL_WEIGHT_FILES,
     build_scheduler,
+    check_kwargs,
+    construct_model,
     is_kinema_vae,
     pretrained_weights_file,
     registered,
     takes_path,
 )
 from .config import TrainConfig, validate
+from .config_rules import field_problems
 
 # "owner/name": what transformers fetches from the Hugging Face hub when no such local folder exists
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -42,15 +44,19 @@ def check_config(cfg: TrainConfig) -> list[str]:
             problems.append(str(exc))
             return None
 
+    wrong = field_problems(cfg)
+    if wrong:  # a value of the wrong type or range: the checks below would read it as what it is not
+        return wrong
     attempt(validate, cfg)
-    contract = attempt(model_contract, cfg)
+    model = attempt(model_skeleton, cfg)
+    contract = None if model is None else model.contract()
     if contract is not None:
         problems += contract_problems(cfg, contract)
     attempt(build_scheduler, cfg.scheduler)  # small: checks the kwargs and that it is a training objective
     attempt(check_vae, cfg)
     attempt(check_text_encoder, cfg)
     attempt(check_buckets, cfg)
-    attempt(check_resume, cfg)
+    attempt(check_resume, cfg, model)
     return problems + path_problems(cfg)
 
 
@@ -64,46 +70,20 @@ def effective_yaml(cfg: TrainConfig) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_kwargs(field: str, fn: Any, kwargs: dict, what: str, given: tuple[str, ...] = ()) -> None:
-    """Keys of ``kwargs`` that ``fn`` does not take are an error (nothing to check if it takes **kwargs)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if n not in given and p.kind is not p.VAR_POSITIONAL]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise KinemaError(f"{field} has unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                          f"{what} takes: {', '.join(valid)}")
-
-
-def model_contract(cfg: TrainConfig):
-    """What the model takes, from a weightless skeleton of it."""
+def model_skeleton(cfg: TrainConfig):
+    """The model on the meta device: its parameter names and shapes, no weights, no memory."""
     import torch
 
     from kinema.dit.contract import VideoModel
 
     m = cfg.model
     factory = registered("model", "model.name", m.name).obj
-    kwargs = dict(m.kwargs)
-    if m.attention is not None:
-        registered("attention_backend", "model.attention", m.attention)
-        kwargs["attention"] = m.attention
-    check_kwargs("model.kwargs", getattr(factory, "cls", factory), m.kwargs, m.name)
-    try:
-        with torch.device("meta"):
-            model = factory(**kwargs)
-    except KinemaError as exc:
-        raise KinemaError(f"model.kwargs={m.kwargs}: {exc}") from None
-    except Exception as exc:
-        raise KinemaError(f"model.name={m.name!r} cannot be built with model.kwargs={m.kwargs}: "
-                          f"{type(exc).__name__}: {exc}") from None
+    with torch.device("meta"):
+        model = construct_model(m, factory)
     if not isinstance(model, VideoModel):
         raise KinemaError(f"model.name={m.name!r} builds a {type(model).__name__}, which does not implement "
                           "kinema.dit.contract.VideoModel; name a kinema video model")
-    return model.contract()
+    return model
 
 
 def contract_problems(cfg: TrainConfig, contract) -> list[str]:
@@ -221,12 +201,18 @@ def check_buckets(cfg: TrainConfig) -> None:
             raise KinemaError(f"data.bucket_config: {exc}") from None
 
 
-def check_resume(cfg: TrainConfig) -> None:
-    from .checkpoint import resolve_checkpoint
+def check_resume(cfg: TrainConfig, model=None) -> None:
+    """The run folder holds no other run; the checkpoint to resume is complete and fits the model (by the
+    skeleton's parameter shapes against the checkpoint's header)."""
+    from .checkpoint import check_fits, claim_run_folder, resolve_checkpoint, saved_shapes
 
-    which = cfg.checkpoint.resume
-    if which:
+    c = cfg.checkpoint
+    claim_run_folder(c.dir, c.resume, c.overwrite)  # only looks: moving an old run aside is the trainer's
+    if c.resume:
         try:
-            resolve_checkpoint(cfg.checkpoint.dir, which)
+            path = resolve_checkpoint(c.dir, c.resume)
         except KinemaError as exc:
-            raise KinemaError(f"checkpoint.resume={which!r}: {exc}") from None
+            raise KinemaError(f"checkpoint.resume={c.resume!r}: {exc}") from None
+        if model is not None and getattr(cfg, "task", "diffusion") == "diffusion":  # the skeleton is the trained model
+            check_fits(path, saved_shapes(path), {k: tuple(v.shape) for k, v in model.state_dict().items()},
+                       getattr(model, "config", None))

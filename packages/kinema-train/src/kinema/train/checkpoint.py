@@ -11,6 +11,10 @@ Layout of ``<checkpoint.dir>/step-000001200/``::
 Every file goes to ``.tmp-step-.../`` first; when all ranks are done, rank 0 renames the folder and
 then rewrites ``latest`` (tmp file + os.replace). A crash at any point leaves the previous
 checkpoint and the ``latest`` pointer intact; stale ``.tmp-*`` folders are removed on the next save.
+Pruning never removes the step ``latest`` names.
+
+A run folder holds one run: training into a folder that holds another run's checkpoints or logs
+without resuming it is refused (:func:`claim_run_folder`) unless ``checkpoint.overwrite`` moves them aside.
 """
 
 from __future__ import annotations
@@ -126,21 +130,46 @@ def save_checkpoint(
     ctx.barrier()
     if ctx.is_main:
         _atomic_write_text(tmp / "state.json", json.dumps({"step": step, **meta}, indent=2))
+        old = root / f".old-{final.name}"
         if final.exists():  # re-saving a step (e.g. after a resume): replace it whole
-            shutil.rmtree(final)
+            # a folder cannot be replaced in one rename: move the old one aside and delete it only after the
+            # new one is in place, so the two renames are the only window in which ``latest`` names no folder
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
         os.replace(tmp, final)
         _atomic_write_text(root / "latest", final.name)
+        shutil.rmtree(old, ignore_errors=True)
         _prune(root, keep)
     ctx.barrier()
     return final
 
 
+def _step_of(folder: Path) -> int:
+    try:
+        return int(folder.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
 def _prune(root: Path, keep: int) -> None:
+    """Keep the ``keep`` newest complete steps up to the one ``latest`` names (never that one). Steps after it
+    (left by a run resumed from an earlier step) are not this run's history yet: they are replaced when the run
+    reaches them, never pruned in its place."""
     if keep <= 0:
         return
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
+    pointer = root / "latest"
+    latest = pointer.read_text().strip() if pointer.exists() else None
+    done = sorted((p for p in root.glob("step-*") if (p / "state.json").exists() and _step_of(p) >= 0),
+                  key=_step_of)
+    if latest is not None and (root / latest).is_dir():
+        done = [p for p in done if _step_of(p) <= _step_of(root / latest)]
     for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != latest:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# what a step folder must hold to be resumed (the optimizer folder and EMA are optional: older checkpoints)
+REQUIRED_FILES = ("state.json", "model.safetensors", "rank-00000.pt")
 
 
 def resolve_checkpoint(root: str | os.PathLike, which: str) -> Path:
@@ -148,21 +177,155 @@ def resolve_checkpoint(root: str | os.PathLike, which: str) -> Path:
     if which == "latest":
         pointer = Path(root) / "latest"
         if not pointer.exists():
-            raise KinemaError(f"no checkpoint to resume in {root} (no 'latest' file); drop checkpoint.resume")
+            raise KinemaError(f"no checkpoint to resume in {root} (no 'latest' file); point checkpoint.dir at the "
+                              "run folder, or drop checkpoint.resume to start a new run")
         path = Path(root) / pointer.read_text().strip()
+        if not path.is_dir():
+            raise KinemaError(f"{pointer} names {path.name}, which does not exist; set checkpoint.resume to one of "
+                              f"the step-* folders in {root}")
     else:
         path = Path(which)
-    if not (path / "state.json").exists():
-        raise KinemaError(f"{path} is not a complete checkpoint (no state.json); pick another step-* folder")
+        if not path.is_dir():
+            raise KinemaError(f"checkpoint {path} does not exist; set checkpoint.resume to latest or a step-* folder")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise KinemaError(f"checkpoint {path} is incomplete (no {', '.join(missing)}); resume from another step-* "
+                          "folder (checkpoint.resume=<folder>)")
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# one run per folder
+# ---------------------------------------------------------------------------------------------
+
+# what a run writes besides its step-* (and .tmp-step-*) folders; config.yaml is not among them, since a user may
+# keep the config they train with in the run folder (the trainer keeps a replaced one as config-before-step-*)
+RUN_FILES = ("latest", "metrics.csv", "train.log", "tensorboard", "wandb", "wandb-run-id", "samples")
+
+
+def run_contents(root: str | os.PathLike) -> list[Path]:
+    """What a previous run left in ``root``: checkpoints, the ``latest`` pointer, logs."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith(("step-", ".tmp-step-", ".old-step-"))]
+    found += [root / name for name in RUN_FILES if (root / name).exists()]
+    return sorted(found)
+
+
+def claim_run_folder(root: str | os.PathLike, resume: Optional[str], overwrite: bool) -> Optional[Path]:
+    """Refuse to mix two runs in ``root``; with ``overwrite``, move the old run aside (returns where to).
+
+    Resuming (``latest``, or a step folder inside ``root``) continues the run there; any other start needs a
+    folder without a run. Read-only unless ``overwrite``: every rank may call it, rank 0 alone moves."""
+    root = Path(root)
+    contents = run_contents(root)
+    if not contents:
+        return None
+    if resume is not None and (resume == "latest" or Path(resume).resolve().parent == root.resolve()):
+        return None
+    if not overwrite:
+        what = "resume it with checkpoint.resume=latest" if resume is None else \
+            f"resume its own checkpoints (checkpoint.resume=latest) instead of {resume}"
+        raise KinemaError(f"checkpoint.dir={str(root)!r} already holds a run ({', '.join(p.name for p in contents[:3])}"
+                          f"{', ...' if len(contents) > 3 else ''}); {what}, choose a new checkpoint.dir, or set "
+                          "checkpoint.overwrite=true to move the old run aside and start over")
+    return root / time.strftime("replaced-%Y%m%d-%H%M%S", time.gmtime())
+
+
+def move_run_aside(root: str | os.PathLike, aside: Path) -> Path:
+    """Move the old run's checkpoints and logs into ``aside`` (a new folder; a suffix if the name is taken)."""
+    target, n = aside, 1
+    while target.exists():
+        target, n = aside.with_name(f"{aside.name}-{n}"), n + 1
+    target.mkdir(parents=True)
+    root = Path(root)
+    configs = [root / "config.yaml", *root.glob("config-before-step-*.yaml")]  # the old run's, kept with it
+    for item in run_contents(root) + [p for p in configs if p.is_file()]:
+        os.replace(item, target / item.name)
+    return target
+
+
 def load_meta(path: Path) -> dict[str, Any]:
-    return json.loads((path / "state.json").read_text())
+    try:
+        return json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise KinemaError(f"checkpoint {path}: state.json cannot be read ({exc}); resume from another step-* "
+                          "folder") from None
 
 
 def load_model_state(path: Path, name: str = "model") -> dict[str, torch.Tensor]:
-    return load_file(str(path / f"{name}.safetensors"))
+    file = path / f"{name}.safetensors"
+    if not file.is_file():
+        raise KinemaError(f"checkpoint {path} has no {file.name}; resume from another step-* folder "
+                          "(checkpoint.resume=<folder>)")
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise KinemaError(f"checkpoint {path}: {file.name} cannot be read ({' '.join(str(exc).split())}); resume "
+                          "from another step-* folder") from None
+
+
+def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    """The checkpoint's dense weights into a built (not yet sharded) model; a model of another size or family
+    is a one-line error naming the first parameters that differ."""
+    state = load_model_state(path)
+    check_fits(path, {k: tuple(v.shape) for k, v in state.items()},
+               {k: tuple(v.shape) for k, v in model.state_dict().items()}, getattr(model, "config", None))
+    model.load_state_dict(state)
+
+
+def saved_shapes(path: Path) -> dict[str, tuple]:
+    """Parameter shapes of a checkpoint's model.safetensors, read from its header (no weights loaded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise KinemaError(f"checkpoint {path}: model.safetensors cannot be read ({' '.join(str(exc).split())}); "
+                          "resume from another step-* folder") from None
+
+
+def _saved_kwargs_differences(path: Path, model_config: Optional[dict]) -> str:
+    """" (saved with hidden_size=48; this model has hidden_size=96)": the model.kwargs of the saving run that this
+    model's config (diffusers ConfigMixin) has otherwise; empty when unknown."""
+    try:
+        saved = json.loads((path / "state.json").read_text())["config"]["model"]["kwargs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if not model_config or not isinstance(saved, dict):
+        return ""
+
+    def same(a, b):
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    differ = [k for k, v in saved.items() if k in model_config and not same(v, model_config[k])]
+    if not differ:
+        return ""
+    return (f" (saved with {', '.join(f'{k}={saved[k]}' for k in differ)}; this model has "
+            f"{', '.join(f'{k}={model_config[k]}' for k in differ)})")
+
+
+def check_fits(path: Path, saved: dict[str, tuple], own: dict[str, tuple], model_config: Optional[dict] = None) -> None:
+    """A checkpoint whose parameters do not match the model's, by name and shape, is a one-line error naming
+    the first few that differ (and the model.kwargs that differ, when the model has a config)."""
+    shapes = [f"{k} {list(v)} in the checkpoint, {list(own[k])} here"
+              for k, v in saved.items() if k in own and tuple(v) != tuple(own[k])]
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    if shapes or missing or unexpected:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} parameter shapes differ ({'; '.join(shapes[:3])})")
+        if missing:
+            parts.append(f"{len(missing)} parameters missing from it ({', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} it has that this model lacks ({', '.join(unexpected[:3])})")
+        raise KinemaError(f"checkpoint {path} does not fit this model: {', '.join(parts)}"
+                          f"{_saved_kwargs_differences(path, model_config)}; set model.name and "
+                          f"model.kwargs as the run that saved it (its config is in {path / 'state.json'}), "
+                          "or start a new run from its weights with model.pretrained")
 
 
 def load_optimizer_state(path: Path, distributed: bool) -> Optional[dict[str, torch.Tensor]]:

@@ -11,13 +11,34 @@ import click
 @click.option("--check", is_flag=True,
               help="Resolve every registered name and check every path, print the effective config (YAML) and "
                    "exit without training.")
-def train_command(config: str, overrides: tuple[str, ...], check: bool) -> None:
+@click.option("--print-config", is_flag=True,
+              help="Print the effective config (every default filled in, overrides applied) as YAML and exit.")
+def train_command(config: str, overrides: tuple[str, ...], check: bool, print_config: bool) -> None:
     """Train a model from CONFIG (YAML), with key.sub=value overrides.
 
     One process: `kinema train CONFIG`. Several: `torchrun --nproc_per_node N -m kinema.train CONFIG`.
+
+    \b
+    Config sections (keys and defaults: kinema-train's README, section "Config", or --print-config):
+      task          diffusion (default) or vae
+      model         the video model: name, kwargs, pretrained, attention, compile, ...
+      vae           the frozen VAE (diffusion) or the VAE to train (task vae)
+      text_encoder  the frozen text encoder
+      scheduler     the training objective: iddpm, rflow
+      data          source (synthetic, table, features), path, clip size, batch size, holdout, ...
+      optim         lr, betas, weight decay, clipping, EMA, steps, schedule, seed, precision
+      parallel      tensor, sequence and data parallelism
+      checkpoint    run folder (dir), every, keep, resume
+      logging       csv, progress, tensorboard, wandb, eval_every, sample_every, sample prompts
+      vae_loss      task vae: KL weight, reconstruction, perceptual, discriminator, latent noise
     """
     from .config import load_config
 
+    if print_config:
+        from .check import effective_yaml
+
+        click.echo(effective_yaml(load_config(config, list(overrides))), nl=False)
+        return
     if check:
         _check(config, list(overrides))
         return

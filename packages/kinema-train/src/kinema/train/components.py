@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 from typing import Any, Optional
@@ -28,13 +29,67 @@ def registered(kind: str, field: str, name: str) -> Entry:
     return registry.entry(name)
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    factory = registered("model", "model.name", cfg.name).obj
+def check_kwargs(field: str, fn: Any, kwargs: dict, what: str, given: tuple[str, ...] = ()) -> None:
+    """Keys of ``kwargs`` that ``fn`` does not take are an error (nothing to check if it takes **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if n not in given and p.kind is not p.VAR_POSITIONAL]
+    _refuse_unknown(field, kwargs, valid, what)
+
+
+def _refuse_unknown(field: str, kwargs: dict, valid: list[str], what: str) -> None:
+    unknown = sorted(set(kwargs) - set(valid), key=str)
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), valid, n=1)
+        hint = f"; did you mean {field}.{close[0]}?" if close else ""
+        raise KinemaError(f"{field} has unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(str, unknown))}; "
+                          f"{what} takes: {', '.join(valid)}{hint}")
+
+
+def declared_config(factory: Any) -> Optional[list[str]]:
+    """The config keys a model class declares (diffusers' ``ConfigMixin`` + ``@register_to_config``: what its
+    config.json holds), for a class or a registered flavour of one; None if it declares none."""
+    from diffusers.configuration_utils import ConfigMixin
+
+    cls = getattr(factory, "cls", factory)  # kinema.dit.flavours.Flavour: a class with a size's defaults
+    if not (isinstance(cls, type) and issubclass(cls, ConfigMixin)):
+        return None
+    keys = ConfigMixin._get_init_keys(cls) - {"self", "kwargs", "args"} - set(cls.ignore_for_config)
+    return sorted(keys)
+
+
+def check_model_kwargs(cfg: ModelConfig, factory: Any) -> None:
+    """A misspelt model.kwargs key is refused before anything is built, naming the model's config keys."""
+    declared = declared_config(factory)
+    if declared is None:
+        check_kwargs("model.kwargs", factory, cfg.kwargs, cfg.name)
+    else:
+        _refuse_unknown("model.kwargs", cfg.kwargs, declared, cfg.name)
+
+
+def construct_model(cfg: ModelConfig, factory: Any) -> nn.Module:
+    """``factory(**model.kwargs)``; a value it refuses is a one-line error naming the kwargs."""
+    check_model_kwargs(cfg, factory)
     kwargs = dict(cfg.kwargs)
     if cfg.attention is not None:
         registered("attention_backend", "model.attention", cfg.attention)
         kwargs["attention"] = cfg.attention
-    model = factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except KinemaError as exc:
+        raise KinemaError(f"model.kwargs={cfg.kwargs}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as exc:  # a value it refuses
+        raise KinemaError(f"model.name={cfg.name!r} cannot be built with model.kwargs={cfg.kwargs}: "
+                          f"{' '.join(str(exc).split()) or type(exc).__name__}; fix the value") from None
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    factory = registered("model", "model.name", cfg.name).obj
+    model = construct_model(cfg, factory)
     if not isinstance(model, VideoModel):
         raise KinemaError(f"model {cfg.name!r} builds a {type(model).__name__}, which does not implement "
                           "kinema.dit.contract.VideoModel (contract(), null_caption(), model_inputs())")

@@ -83,7 +83,9 @@ class OptimConfig:
     decay_steps: int = 0  # linear decay over the last decay_steps steps before max_steps (0: none, upstream)
     min_lr_factor: float = 0.0  # the decay ends at lr * min_lr_factor
     seed: int = 42
-    mixed_precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; "fp32"; "bf16"
+    # "auto" = bf16 autocast on CUDA, fp32 on CPU; "fp32"; "bf16" (autocast over fp32 weights); "bf16-params":
+    # bf16 weights for compute with fp32 master weights kept by FSDP2 and updated by AdamW (parallel.data=fsdp)
+    mixed_precision: str = "auto"
     shard_optimizer: bool = False  # ZeRO-1: AdamW states sharded over the data-parallel ranks
 
 
@@ -92,7 +94,9 @@ class ParallelConfig:
     tensor: int = 1  # tensor-parallel size (heads and MLP split, megatron Column/RowParallelLinear)
     sequence: int = 1  # sequence-parallel size (frames split; all-to-all around temporal attention)
     backend: Optional[str] = None  # torch.distributed backend; None = nccl on CUDA, gloo on CPU
-    data: str = "ddp"  # data parallelism: "ddp" (DistributedDataParallel, all-reduce overlapping backward)
+    # data parallelism: "ddp" (DistributedDataParallel, all-reduce overlapping backward) or "fsdp" (FSDP2
+    # fully_shard per block: weights, gradients and AdamW states sharded, all-gather/reduce-scatter overlapped)
+    data: str = "ddp"
 
 
 @dataclass
@@ -101,6 +105,8 @@ class CheckpointConfig:
     every: int = 500  # steps between checkpoints (and at the end)
     keep: int = 2  # most recent checkpoints kept
     resume: Optional[str] = None  # "latest" or a checkpoint directory
+    # start over in a folder that holds a run: its checkpoints and logs are moved aside to replaced-<time>/ first
+    overwrite: bool = False
 
 
 @dataclass
@@ -109,6 +115,32 @@ class LoggingConfig:
     csv: bool = True
     tensorboard: bool = False
     progress: bool = True
+    wandb: bool = False  # Weights & Biases (pip install 'kinema-train[wandb]'), files under the run folder
+    wandb_project: str = "kinema"
+    wandb_mode: Optional[str] = None  # "online", "offline" (no network), "disabled"; None: $WANDB_MODE or online
+    eval_every: int = 0  # steps between held-out evaluations (data.holdout samples; 0: none)
+    sample_every: int = 0  # steps between logged samples (diffusion: videos of sample_prompts; vae: reconstructions)
+    sample_prompts: list = field(default_factory=lambda: ["a red square moving to the right",
+                                                          "a blue circle bouncing"])
+    sample_seed: int = 0  # prompt i is sampled with seed sample_seed + i, the same at every sampling step
+    sample_steps: int = 10  # denoising steps of the logged samples
+    sample_guidance_scale: Optional[float] = None  # None: the pipeline's default
+    sample_clips: int = 2  # vae task: clips reconstructed per sampling step (the hold-out, else the first ones)
+
+
+@dataclass
+class VaeLossConfig:
+    """task: vae: the loss of kinema.vae.losses.VAELoss and the decoder's latent noise."""
+    kl_weight: float = 1e-6
+    reconstruction: str = "l1"  # l1 or l2
+    perceptual: Optional[str] = None  # lpips-vgg, lpips-alex (needs lpips_backbone and lpips_linear)
+    perceptual_weight: float = 1.0
+    lpips_backbone: Optional[str] = None
+    lpips_linear: Optional[str] = None
+    discriminator: Optional[str] = None  # PatchGAN, on from disc_start: "2d", "3d"; None: no GAN
+    disc_start: int = 2001
+    disc_weight: float = 0.5
+    latent_noise: float = 0.0  # decoder input noise in units of each latent channel's std (kinema.vae.train)
 
 
 @dataclass
@@ -122,6 +154,8 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    task: str = "diffusion"  # "diffusion" (model + frozen VAE/text encoder) or "vae" (trains vae.*, vae_loss)
+    vae_loss: VaeLossConfig = field(default_factory=VaeLossConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,7 +170,7 @@ def _build(cls, values: Any, where: str):
     if not isinstance(values, dict):
         raise KinemaError(f"config section {where or 'root'} must be a mapping, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = sorted(map(str, set(values) - set(fields)))
     if unknown:
         prefix = f"{where}." if where else ""
         raise KinemaError(
@@ -164,8 +198,9 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
             return float(value)
         elif isinstance(default, int) and isinstance(value, str):
             return int(value)
-    except ValueError:
-        raise KinemaError(f"{key}={value!r} must be a {type(default).__name__}") from None
+    except (TypeError, ValueError, OverflowError):
+        fix = "write true or false" if isinstance(default, bool) else "write a number"
+        raise KinemaError(f"{key}={value!r} must be a {type(default).__name__}; {fix}") from None
     return value
 
 
@@ -181,11 +216,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise KinemaError(f"override {item!r} must look like key.sub=value (e.g. optim.lr=1e-4)")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise KinemaError(f"override {item!r}: the value is not valid YAML ({_one_line(exc)}); quote it or fix "
+                          "the brackets") from None
+    return key.strip().split("."), value
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
     """Set ``a.b.c=value`` (value parsed as YAML) in a nested dict; sections are created as needed."""
+    if not isinstance(values, dict):
+        raise KinemaError(f"the config must be a mapping of sections (model:, data:, ...), got {values!r}")
     for item in overrides:
         path, value = parse_override(item)
         node = values
@@ -211,7 +257,9 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[li
         except FileNotFoundError:
             raise KinemaError(f"config file {path} does not exist") from None
         except yaml.YAMLError as exc:
-            raise KinemaError(f"config file {path} is not valid YAML: {exc}") from None
+            raise KinemaError(f"config file {path} is not valid YAML: {_one_line(exc)}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KinemaError(f"config file {path} cannot be read: {_one_line(exc)}") from None
     config = from_dict(apply_overrides(values, list(overrides or [])))
     if validated:
         validate(config)
@@ -219,6 +267,10 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[li
 
 
 def validate(config: TrainConfig) -> None:
+    from .config_rules import check_fields, check_relations
+
+    check_fields(config)  # every field's own rule: type, range or choices (counts become ints)
+    check_relations(config)
     d, o = config.data, config.optim
     if d.source not in ("synthetic", "table", "features"):
         raise KinemaError(f"data.source={d.source!r}; use synthetic, table or features")
@@ -229,15 +281,25 @@ def validate(config: TrainConfig) -> None:
         raise KinemaError("data.batch_size must be >= 1 and optim.max_steps >= 0")
     if not 0 <= d.caption_dropout <= 1:
         raise KinemaError(f"data.caption_dropout={d.caption_dropout} must be in [0, 1]")
-    if o.mixed_precision not in ("auto", "fp32", "bf16"):
-        raise KinemaError(f"optim.mixed_precision={o.mixed_precision!r}; use auto, fp32 or bf16")
+    if o.mixed_precision not in ("auto", "fp32", "bf16", "bf16-params"):
+        raise KinemaError(f"optim.mixed_precision={o.mixed_precision!r}; use auto, fp32, bf16 or bf16-params")
+    if o.mixed_precision == "bf16-params" and config.parallel.data != "fsdp":
+        raise KinemaError("optim.mixed_precision=bf16-params keeps fp32 master weights in FSDP2; "
+                          "set parallel.data=fsdp (it runs on one process too)")
     if not 0 <= o.decay_steps <= o.max_steps or not 0 <= o.min_lr_factor <= 1:
         raise KinemaError(f"optim.decay_steps={o.decay_steps} must be in [0, max_steps={o.max_steps}] and "
                        f"optim.min_lr_factor={o.min_lr_factor} in [0, 1]")
     if config.model.ar_convention not in AR_CONVENTIONS:
         raise KinemaError(f"model.ar_convention={config.model.ar_convention!r}; use {' or '.join(AR_CONVENTIONS)} "
                           "(height/width unless fine-tuning Open-Sora 1.1's released weights)")
-    if config.parallel.data not in ("ddp",):
-        raise KinemaError(f"parallel.data={config.parallel.data!r}; use ddp")
+    if config.parallel.data not in ("ddp", "fsdp"):
+        raise KinemaError(f"parallel.data={config.parallel.data!r}; use ddp or fsdp")
+    if config.parallel.data == "fsdp" and (config.parallel.tensor > 1 or o.shard_optimizer):
+        raise KinemaError("parallel.data=fsdp shards weights and AdamW states itself and does not compose with "
+                          "megatron's tensor-parallel layers; use parallel.tensor=1 and optim.shard_optimizer=false "
+                          "(or parallel.data=ddp)")
+    if config.parallel.data == "fsdp" and config.parallel.sequence > 1:
+        raise KinemaError("parallel.data=fsdp with parallel.sequence > 1 is not supported yet; "
+                          "use parallel.data=ddp for sequence parallelism")
     if not 0 <= o.ema_decay < 1:
         raise KinemaError(f"optim.ema_decay={o.ema_decay} must be in [0, 1)")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -32,8 +34,20 @@ from .ema import EMA
 from .lr_schedule import lr_factor
 from .masking import MaskGenerator
 from .metrics import MetricsLogger
+from .runlog import RunLog
+from .tracking import Trackers, build_trackers
 from .parallelize import clip_gradients, data_parallel, parallelize, sync_gradients
 from .tensor_parallel import local_from_dense, to_dense
+
+
+@dataclass
+class Sample:
+    """A logged sample: uint8 frames [T, H, W, 3], its caption and numbers measured on it."""
+
+    frames: torch.Tensor
+    fps: float
+    caption: str
+    scores: dict = field(default_factory=dict)
 
 
 class NonFiniteLossError(KinemaError):
@@ -52,7 +66,43 @@ class Trainer:
         torch.manual_seed(cfg.optim.seed)  # identical dense init on every rank
         random.seed(cfg.optim.seed)
         self.device = self.ctx.device
+        self._claim_run_folder()  # before any model is built: a folder holds one run
 
+        self._build_task()
+
+        self.step = 0
+        self.step_scalars: dict[str, float] = {}
+        self._reported_warnings: set[tuple] = set()
+        self._position = StreamPosition()
+        self.out_dir = Path(cfg.checkpoint.dir)
+        self.data = BatchStream(cfg.data, cfg.optim.seed, self.ctx.dp_size, self.ctx.dp_rank)
+        resume_from = self._resume_path()
+        if resume_from is not None:  # dense weights go in before sharding
+            ckpt.load_model_weights(self.model, resume_from)
+
+        self._shard_model()
+        self.model.train()
+        # training runs through the wrapper; self.model stays the plain module (names, EMA, checkpoints).
+        # FSDP2 shards self.model in place (its parameters become DTensor shards): list them after
+        self.train_model = data_parallel(self.model, self.ctx, p.data,
+                                         bf16_params=cfg.optim.mixed_precision == "bf16-params")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self._build_optimizer()
+        o = cfg.optim
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.max_steps, o.decay_steps, o.min_lr_factor)
+        )
+        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+        if resume_from is not None:
+            self._load_training_state(resume_from)
+
+    # -- construction ------------------------------------------------------------------------
+    # The task hooks (_build_task, _shard_model, loss, _tokens_per_sample, evaluate, sample_videos, finish) are
+    # the diffusion task's here; VaeTrainer (vae_task.py) overrides them to train a VAE on the same loop.
+
+    def _build_task(self) -> None:
+        """The trained model (self.model) and what its loss needs."""
+        cfg = self.cfg
         aspect_condition(1, 1, cfg.model.ar_convention)  # a bad convention fails before any model is built
         self.scheduler = build_scheduler(cfg.scheduler)
         self.model = build_model(cfg.model).to(self.device)
@@ -65,35 +115,18 @@ class Trainer:
         if cfg.data.use_image_num and not self.contract.image_frames:
             raise KinemaError(f"data.use_image_num needs a joint image-video model (Latte); "
                 f"{cfg.model.name} is not one")
+        if cfg.logging.eval_every and not (cfg.data.source == "synthetic" and cfg.data.holdout > 0):
+            raise KinemaError(f"logging.eval_every={cfg.logging.eval_every} needs held-out samples: set "
+                              "data.holdout > 0 (data.source=synthetic) or logging.eval_every=0")
 
-        self.step = 0
-        self._reported_warnings: set[tuple] = set()
-        self._position = StreamPosition()
-        self.out_dir = Path(cfg.checkpoint.dir)
-        self.data = BatchStream(cfg.data, cfg.optim.seed, self.ctx.dp_size, self.ctx.dp_rank)
-        resume_from = self._resume_path()
-        if resume_from is not None:  # dense weights go in before sharding
-            self.model.load_state_dict(ckpt.load_model_state(resume_from))
-
+    def _shard_model(self) -> None:
+        """Tensor/sequence sharding, gradient checkpointing and compilation of the trained model."""
+        cfg = self.cfg
         parallelize(self.model, self.ctx)
         if cfg.model.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         if cfg.model.compile:  # after sharding and checkpointing, which change the blocks' code
             compile_blocks(self.model)
-        self.model.train()
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        # training runs through the wrapper; self.model stays the plain module (names, EMA, checkpoints)
-        self.train_model = data_parallel(self.model, self.ctx, p.data)
-        self.optimizer = self._build_optimizer()
-        o = cfg.optim
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, o.warmup_steps, o.max_steps, o.decay_steps, o.min_lr_factor)
-        )
-        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
-        if resume_from is not None:
-            self._load_training_state(resume_from)
-
-    # -- construction ------------------------------------------------------------------------
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -104,9 +137,20 @@ class Trainer:
             return ZeroRedundancyOptimizer(self.params, torch.optim.AdamW, process_group=self.ctx.dp_group, **kwargs)
         return torch.optim.AdamW(self.params, **kwargs)
 
+    def _claim_run_folder(self) -> None:
+        """Refuse to mix this run with another one in checkpoint.dir (or move that one aside, with
+        checkpoint.overwrite), and find the checkpoint to resume, before anything slow starts."""
+        c = self.cfg.checkpoint
+        aside = ckpt.claim_run_folder(c.dir, c.resume, c.overwrite)  # every rank looks before rank 0 moves
+        self.ctx.barrier()
+        if aside is not None and self.ctx.is_main:
+            moved = ckpt.move_run_aside(c.dir, aside)
+            warnings.warn(f"checkpoint.overwrite=true: the previous run in {c.dir} was moved to {moved}", stacklevel=2)
+        self.ctx.barrier()
+        self._resume_from = ckpt.resolve_checkpoint(c.dir, c.resume) if c.resume else None
+
     def _resume_path(self) -> Optional[Path]:
-        which = self.cfg.checkpoint.resume
-        return ckpt.resolve_checkpoint(self.out_dir, which) if which else None
+        return self._resume_from
 
     def _local_optimizer(self) -> torch.optim.Optimizer:
         return getattr(self.optimizer, "optim", self.optimizer)  # ZeRO: this rank's partition
@@ -115,6 +159,8 @@ class Trainer:
 
     def _autocast(self):
         mode = self.cfg.optim.mixed_precision
+        if mode == "bf16-params":  # FSDP2 gathers the weights in bf16 already
+            return contextlib.nullcontext()
         use_bf16 = mode == "bf16" or (mode == "auto" and self.device.type == "cuda")
         if not use_bf16:
             return contextlib.nullcontext()
@@ -209,13 +255,17 @@ class Trainer:
             )
         loss.backward()
         sync_gradients(self.params, self.ctx)
-        norm = clip_gradients(self.params, self.cfg.optim.grad_clip, self.ctx).item()
+        norm = self.clip_gradients()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_schedule.step()
         if self.ema is not None:
             self.ema.update(self.model, decay=0.0 if step == 0 else None)
         return global_loss, norm
+
+    def clip_gradients(self) -> float:
+        """Clip to optim.grad_clip; returns the norm before clipping."""
+        return clip_gradients(self.params, self.cfg.optim.grad_clip, self.ctx).item()
 
     def _mean_over_data(self, value: torch.Tensor) -> float:
         if self.ctx.distributed and self.ctx.dp_size > 1:
@@ -230,33 +280,169 @@ class Trainer:
         """Train up to ``max_steps`` (default optim.max_steps) total steps; returns this call's losses."""
         cfg = self.cfg
         end = cfg.optim.max_steps if max_steps is None else max_steps
-        logger = MetricsLogger(self.out_dir, cfg.logging.csv, cfg.logging.tensorboard, cfg.logging.progress,
-                               end, self.step, active=self.ctx.is_main)
+        main = self.ctx.is_main
+        self.log = RunLog(self.out_dir, active=main)
+        trackers = Trackers()
+        logger = None
+        try:
+            self._write_config()
+            trackers = build_trackers(cfg.logging, self.out_dir, cfg.to_dict(), self.step, active=main)
+            logger = MetricsLogger(self.out_dir, cfg.logging.csv, trackers, cfg.logging.progress,
+                                   end, self.step, active=main)
+            self.log.info(f"{'resuming at' if self.step else 'starting at'} step {self.step} of {end}: "
+                          f"task {cfg.task}, {sum(p.numel() for p in self.params):,} trained parameters, "
+                          f"run folder {self.out_dir}")
+            losses = self._loop(end, logger, trackers)
+            self.finish()
+            self.log.info(f"trained to step {self.step}")
+            return losses
+        finally:
+            if logger is not None:
+                logger.close()
+            trackers.close()
+            self.log.close()
+
+    def _loop(self, end: int, logger: MetricsLogger, trackers: Trackers) -> list[float]:
+        cfg = self.cfg
         losses: list[float] = []
         stream = iter(self.data)
         window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
-        try:
-            while self.step < end:
-                self._position, batch = next(stream)
-                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule moves after it)
-                loss, norm = self.train_step(batch, self.step)
-                losses.append(loss)
-                self.step += 1
-                n = self._global_batch_size(batch)
-                window_samples += n
-                window_tokens += n * self._tokens_per_sample(batch)
-                logger.advance()
-                if self.step % cfg.logging.every == 0 or self.step == end:
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
-                    logger.log({"step": self.step, "loss": loss, "grad_norm": norm,
-                                "lr": lr, "epoch": self.data.position.epoch,
-                                "samples_per_s": window_samples / elapsed, "tokens_per_s": window_tokens / elapsed})
-                    window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
-                if self.step % cfg.checkpoint.every == 0 or self.step == end:
-                    self.save()
-        finally:
-            logger.close()
+        while self.step < end:
+            self._position, batch = next(stream)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule moves after it)
+            self.step_scalars: dict[str, float] = {}  # a task's extra numbers for this step (e.g. VAE loss terms)
+            loss, norm = self.train_step(batch, self.step)
+            losses.append(loss)
+            self.step += 1
+            n = self._global_batch_size(batch)
+            window_samples += n
+            window_tokens += n * self._tokens_per_sample(batch)
+            logger.advance()
+            if self.step % cfg.logging.every == 0 or self.step == end:
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                values = {"step": self.step, "loss": loss, "grad_norm": norm,
+                          "lr": lr, "epoch": self.data.position.epoch,
+                          "samples_per_s": window_samples / elapsed, "tokens_per_s": window_tokens / elapsed}
+                logger.log({**values, **self.step_scalars})
+                line = "  ".join(f"{k}={v:.4g}" for k, v in {**values, **self.step_scalars}.items() if k != "step")
+                (self.log.file_only if cfg.logging.progress else self.log.info)(f"step {self.step}  {line}")
+                window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+            if cfg.logging.eval_every and self.step % cfg.logging.eval_every == 0:
+                scores = self.evaluate()
+                trackers.scalars(scores, self.step)
+                self.log.info(f"eval at step {self.step}: " + "  ".join(f"{k}={v:.4g}" for k, v in scores.items()))
+            if cfg.logging.sample_every and self.step % cfg.logging.sample_every == 0:
+                self._log_samples(trackers)
+            if self.step % cfg.checkpoint.every == 0 or self.step == end:
+                path = self.save()
+                self.log.info(f"checkpoint {path}")
         return losses
+
+    def _write_config(self) -> None:
+        """The effective config as config.yaml; a resume with a different config keeps the earlier one."""
+        from .check import effective_yaml
+
+        if not self.ctx.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path, text = self.out_dir / "config.yaml", effective_yaml(self.cfg)
+        if path.is_file() and path.read_text() != text:
+            os.replace(path, self.out_dir / f"config-before-step-{self.step:09d}.yaml")
+        tmp = path.with_name(f".config.yaml.tmp-{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def _log_samples(self, trackers: Trackers) -> None:
+        """The task's samples as mp4 files (samples/step-N/<i>.mp4) and in the trackers. Every rank samples (a
+        sharded model needs all of them); the main rank writes."""
+        from kinema.core.video import write_video
+
+        samples = self.sample_videos()
+        if not self.ctx.is_main:
+            return
+        folder = self.out_dir / "samples" / f"step-{self.step:09d}"
+        scores: dict[str, float] = {}
+        for i, sample in enumerate(samples):
+            path = write_video(folder / f"{i}.mp4", sample.frames, sample.fps)
+            trackers.video(f"samples/{i}", sample.frames.numpy(), sample.fps, self.step, sample.caption, path)
+            scores.update({f"samples/{k}_{i}": v for k, v in sample.scores.items()})
+        if scores:
+            trackers.scalars(scores, self.step)
+        self.log.info(f"samples at step {self.step}: {folder}" + "".join(
+            f"\n  {i}: {s.caption}" for i, s in enumerate(samples)))
+
+    # -- diffusion task: evaluation, samples, the end ------------------------------------------
+
+    def evaluate(self) -> dict[str, float]:
+        """Scalars of the held-out evaluation (logging.eval_every)."""
+        scores = {"eval/loss": self.held_out_loss()}
+        if self.ema is not None:
+            scores["eval/loss_ema"] = self.held_out_loss(use_ema=True)
+        return scores
+
+    @torch.no_grad()
+    def sample_videos(self) -> list[Sample]:
+        """logging.sample_prompts through a KinemaVideoPipeline of the model (EMA weights if any), with fixed
+        seeds, few steps and the training clip size."""
+        from kinema.core.video import to_uint8
+
+        lc, d = self.cfg.logging, self.cfg.data
+        pipe = self._sampling_pipeline()
+        gens = [torch.Generator(self.device).manual_seed(lc.sample_seed + i) for i in range(len(lc.sample_prompts))]
+        kwargs = {} if lc.sample_guidance_scale is None else {"guidance_scale": lc.sample_guidance_scale}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []), \
+                    self._ema_weights():
+                if self.vae is None:  # a pixel-space model: the pipeline denoises given noise, no decoding
+                    shape = (self.contract.latent_channels, d.num_frames, *d.image_size)
+                    noise = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in gens])
+                    out = pipe(list(lc.sample_prompts), latents=noise, height=d.image_size[0], width=d.image_size[1],
+                               num_inference_steps=lc.sample_steps,
+                               generator=gens, output_type="latent", **kwargs).frames
+                    videos = [to_uint8(video) for video in out]
+                else:
+                    videos = pipe(list(lc.sample_prompts), num_frames=d.num_frames, height=d.image_size[0],
+                                  width=d.image_size[1], num_inference_steps=lc.sample_steps, generator=gens,
+                                  output_type="uint8", **kwargs).frames
+        finally:
+            self.model.train(was_training)
+        fps = pipe.defaults.get("fps") or 8
+        return [Sample(video.cpu(), float(fps), f"{prompt} (seed {lc.sample_seed + i})")
+                for i, (prompt, video) in enumerate(zip(lc.sample_prompts, videos))]
+
+    def _sampling_pipeline(self):
+        if getattr(self, "_pipeline", None) is None:
+            from kinema.sample.pipeline import KinemaVideoPipeline
+            from kinema.sample.text_encoders import HFTextEncoder
+
+            te, tokenizer = self.text_encoder, None
+            if isinstance(te, HFTextEncoder):  # as export.py puts it: the model and its tokenizer
+                te, tokenizer = te.model, te.tokenizer
+            objective = self.scheduler
+            self._pipeline = KinemaVideoPipeline(
+                transformer=self.model, scheduler=objective.sampler(), vae=self.vae, text_encoder=te,
+                tokenizer=tokenizer, prediction_type=objective.prediction_type,
+                cfg_channel=objective.config.cfg_channel)
+            self._pipeline.set_progress_bar_config(disable=True)  # the training bar stays the only one
+        return self._pipeline
+
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """The model holds the EMA weights inside the block (if there is an EMA)."""
+        if self.ema is None:
+            yield
+            return
+        backup = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.ema.shadow}
+        self._copy_weights(self.ema.shadow)
+        try:
+            yield
+        finally:
+            self._copy_weights(backup)
+
+    def finish(self) -> None:
+        """What the task writes when training ends (the diffusion task: nothing beyond the checkpoints)."""
 
     def _global_batch_size(self, batch: dict) -> int:
         key = "latents" if "latents" in batch else "video"
@@ -319,8 +505,7 @@ class Trainer:
     def _load_optimizer_state(self, dense: dict[str, torch.Tensor]) -> None:
         """Give this rank's optimizer (its ZeRO partition) its slices of the dense state."""
         moments = {k: {n[len(k) + 1:]: v for n, v in dense.items() if n.startswith(k + "/")} for k in self._MOMENTS}
-        if self.ctx.tp_size > 1:
-            moments = {k: local_from_dense(self.model, v) for k, v in moments.items()}
+        moments = {k: local_from_dense(self.model, v) for k, v in moments.items()}  # TP/FSDP shards
         optimizer = self._local_optimizer()
         names = {p: n for n, p in self.model.named_parameters()}
         saved = optimizer.state_dict()  # param groups as this run built them; state indexed by position
@@ -343,7 +528,7 @@ class Trainer:
         self.data.load_state_dict(meta["data"])
         if self.ema is not None and (path / "ema.safetensors").exists():
             dense = ckpt.load_model_state(path, "ema")
-            self.ema.load_state_dict(local_from_dense(self.model, dense) if self.ctx.tp_size > 1 else dense)
+            self.ema.load_state_dict(local_from_dense(self.model, dense))
         state = ckpt.load_rank_state(path, self.ctx.rank)
         if dense_optimizer is not None:
             self._load_optimizer_state(dense_optimizer)
@@ -397,8 +582,19 @@ class Trainer:
         shutdown_parallel(self.ctx)
 
 
+def build_trainer(cfg: TrainConfig, ctx: Optional[ParallelContext] = None) -> Trainer:
+    """The trainer of ``cfg.task``: diffusion (this module) or vae (vae_task.py)."""
+    if cfg.task == "vae":
+        from .vae_task import VaeTrainer
+
+        return VaeTrainer(cfg, ctx)
+    if cfg.task != "diffusion":
+        raise KinemaError(f"task={cfg.task!r} is not a training task; use diffusion or vae")
+    return Trainer(cfg, ctx)
+
+
 def run(cfg: TrainConfig) -> Trainer:
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     try:
         trainer.train()
     finally:

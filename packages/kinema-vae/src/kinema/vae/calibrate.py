@@ -12,15 +12,22 @@ from pathlib import Path
 
 import torch
 
+from kinema.core import KinemaError
+
 from .data import load_clip
+from .progress import progress_bar
 
 
 @torch.no_grad()
-def latent_statistics(vae, paths: list[Path], num_frames: int, resolution: int,
-                      batch_size: int = 16) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the posterior mode over the clips (before any scaling)."""
+def latent_statistics(vae, paths: list[Path], num_frames: int, resolution: int, batch_size: int = 16,
+                      progress: bool | None = False) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior mode over the clips (before any scaling).
+
+    progress: a bar per batch on stderr (None: only when stderr is a terminal)."""
+    if not paths:
+        raise KinemaError("no clips to measure; give at least one video")
     count, total, total_sq = 0, 0.0, 0.0
-    for i in range(0, len(paths), batch_size):
+    for i in progress_bar(range(0, len(paths), batch_size), progress, "calibrate", unit="batch"):
         x = torch.stack([load_clip(p, num_frames, resolution) for p in paths[i : i + batch_size]])
         z = vae.encode(x.to(vae.dtype)).latent_dist.mode().double()
         per_channel = z.transpose(0, 1).reshape(z.shape[1], -1)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 import torch
 
 from kinema.core import KinemaError
+from kinema.core.validate import BoundedInt, FiniteFloat, check_number
 
-from .data import ClipBank, list_videos, load_clip
+from .data import list_videos, load_clip
 from .metrics import format_table, video_metrics
+from .output_paths import check_model_folder, check_output_file, check_output_folder
+from .progress import note, progress_bar
+
+# clips are cropped to multiples of the VAE's compression (8 px), and SSIM's window needs 11 px: 16 is the least
+MIN_RESOLUTION = 16
 
 
 @click.group("vae")
@@ -29,7 +36,8 @@ def _vae_options(f):
     f = click.option("--tiling/--no-tiling", default=False, help="Spatial+temporal tiling (bounded memory).")(f)
     f = click.option("--attn", type=click.Choice(["compat_v100", "fixed"]), default=None,
                      help="Attention of a causal VAE (default: from its config).")(f)
-    f = click.option("--micro-batch-size", type=int, default=None, help="Frames per step of a frame-wise VAE.")(f)
+    f = click.option("--micro-batch-size", type=BoundedInt(1), default=None,
+                     help="Frames per step of a frame-wise VAE.")(f)
     return click.option("--vae", "vae_path", required=True, type=click.Path(),
                         help="VAE folder: kinema save, upstream Open-Sora-Plan layout, or a diffusers "
                             "AutoencoderKL.")(f)
@@ -55,10 +63,19 @@ def _lpips(backbone, linear):
 def _clip_options(f):
     f = click.option("--frame-policy", type=click.Choice(["trim", "pad"]), default="trim",
                      help="Frame counts that are not 1+4k: trim the tail or repeat the last frame.")(f)
-    f = click.option("--resolution", type=int, default=256, show_default=True,
-                     help="Short side resize, then center crop (0: keep the size).")(f)
-    return click.option("--frames", type=int, default=17, show_default=True,
-                        help="Frames read from the start of each clip (0: all).")(f)
+    f = click.option("--resolution", type=BoundedInt(0), default=256, show_default=True,
+                     help=f"Short side resize, then center crop (0: keep the size; else at least {MIN_RESOLUTION}).")(f)
+    f = click.option("--frames", type=BoundedInt(0), default=17, show_default=True,
+                     help="Frames read from the start of each clip (0: all).")(f)
+    return click.option("--progress/--no-progress", default=None,
+                        help="Progress bar on stderr (default: shown when stderr is a terminal).")(f)
+
+
+def _check_resolution(resolution: int) -> None:
+    if resolution:
+        check_number(resolution, "--resolution", minimum=MIN_RESOLUTION, integer=True,
+                     fix=f"use 0 to keep each clip's size, or at least {MIN_RESOLUTION} (the VAE crops to "
+                         "multiples of 8 px and SSIM needs 11 px)")
 
 
 @torch.no_grad()
@@ -73,7 +90,7 @@ def _reconstruct(vae, path, frames, resolution, frame_policy, sample):
         clip = format_video_shape(clip[None], vae.temporal_compression, vae.spatial_compression, frame_policy,
                                   name=Path(path).name)[0]
     for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+        note(f"warning: {w.message}")
     z = vae.encode_video(clip[None], sample=sample)
     recon = vae.decode_video(z)[0].clamp(-1, 1)
     return clip, recon
@@ -83,6 +100,39 @@ def _to_unit(video):  # [3,T,H,W] in [-1,1] -> [T,3,H,W] in [0,1], quantised lik
     return video.add(1).mul(127.5).round().div(255).permute(1, 0, 2, 3)
 
 
+def _output_targets(src, out, paths: list[Path], ext: str, frames: int) -> list[Path]:
+    """Where each reconstruction goes, checked before any work: a writable format and place, no clip
+    written over another one's output or over a source clip."""
+    from kinema.core.video import WRITABLE
+
+    out = Path(out)
+    formats = ", ".join(sorted(WRITABLE))
+    if Path(src).is_file() and out.suffix != "":
+        targets = [check_output_file(out)]
+        if out.suffix.lower() not in WRITABLE:
+            raise KinemaError(f"-o {str(out)!r}: cannot write {out.suffix!r} videos; use one of {formats}")
+    else:
+        if ext.lower() not in WRITABLE:
+            raise KinemaError(f"--ext {ext!r} cannot be written; use one of {formats}")
+        check_output_folder(out)
+        root = Path(src) if Path(src).is_dir() else None  # a folder's layout is mirrored, so names never collide
+        targets = [check_output_file(out / (p.relative_to(root).with_suffix(ext) if root else p.stem + ext))
+                   for p in paths]
+    if targets[0].suffix.lower() == ".png" and frames != 1:
+        raise KinemaError(f"--frames={frames}: a .png holds one frame; use --frames 1, or write .mp4, .webp or .gif")
+    sources = {p.resolve(): p for p in paths}
+    claimed: dict[Path, Path] = {}
+    for path, target in zip(paths, targets):
+        key = target.resolve()
+        if key in sources:
+            raise KinemaError(f"-o {str(target)!r} is the source clip {str(sources[key])!r}; write elsewhere")
+        if key in claimed:
+            raise KinemaError(f"{str(claimed[key])!r} and {str(path)!r} would both be written to {str(target)!r}; "
+                              "rename one or reconstruct them in separate runs")
+        claimed[key] = path
+    return targets
+
+
 @vae_group.command("reconstruct")
 @click.argument("src", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(), help="Output file (one clip) or folder.")
@@ -90,23 +140,24 @@ def _to_unit(video):  # [3,T,H,W] in [-1,1] -> [T,3,H,W] in [0,1], quantised lik
 @_clip_options
 @click.option("--sample/--mode", default=False, help="Sample the posterior instead of taking its mode.")
 @click.option("--ext", default=".mp4", show_default=True, help="Output format when OUT is a folder.")
+@click.option("--side-by-side", is_flag=True,
+              help="Write original | reconstruction side by side (twice as wide), to compare by eye.")
 @_lpips_option
 def reconstruct_command(src, out, vae_path, micro_batch_size, attn, tiling, frames, resolution, frame_policy,
-                        sample, ext, lpips_backbone, lpips_linear):
+                        progress, sample, ext, side_by_side, lpips_backbone, lpips_linear):
     """Encode and decode SRC (a video or a folder), write the reconstructions, print PSNR/SSIM per clip."""
     from kinema.core.video import probe_video, to_uint8, write_video
 
-    vae = _load(vae_path, attn, micro_batch_size, tiling)
-    lpips = _lpips(lpips_backbone, lpips_linear)
+    _check_resolution(resolution)
     paths = list_videos(src)
-    out = Path(out)
-    single = Path(src).is_file() and out.suffix != ""
+    targets = _output_targets(src, out, paths, ext, frames)
+    lpips = _lpips(lpips_backbone, lpips_linear)
+    vae = _load(vae_path, attn, micro_batch_size, tiling)
     rows = []
-    for path in paths:
+    for path, target in zip(progress_bar(paths, progress, "reconstruct"), targets):
         clip, recon = _reconstruct(vae, path, frames, resolution, frame_policy, sample)
-        target = out if single else out / (path.stem + ext)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_video(target, to_uint8(recon), probe_video(path).fps)
+        video = torch.cat([clip, recon], dim=-1) if side_by_side else recon  # [3,T,H,W]: W is the last dim
+        write_video(target, to_uint8(video), probe_video(path).fps)
         rows.append((path.name, video_metrics(_to_unit(clip), _to_unit(recon), lpips)))
     click.echo(format_table(rows))
 
@@ -116,22 +167,23 @@ def reconstruct_command(src, out, vae_path, micro_batch_size, attn, tiling, fram
 @click.option("--vae", "vae_path", type=click.Path(), help="VAE folder; reconstructs SRC in memory.")
 @click.option("--reconstructed", type=click.Path(file_okay=False),
               help="Compare SRC with already reconstructed videos in this folder (paired by sorted name).")
-@click.option("--micro-batch-size", type=int, default=None)
+@click.option("--micro-batch-size", type=BoundedInt(1), default=None)
 @click.option("--attn", type=click.Choice(["compat_v100", "fixed"]), default=None)
 @click.option("--tiling/--no-tiling", default=False)
 @_clip_options
 @_lpips_option
 def eval_command(src, vae_path, reconstructed, micro_batch_size, attn, tiling, frames, resolution, frame_policy,
-                 lpips_backbone, lpips_linear):
+                 progress, lpips_backbone, lpips_linear):
     """PSNR / SSIM (/ LPIPS) per clip and their mean, for the clips in SRC."""
     if bool(vae_path) == bool(reconstructed):
         raise KinemaError("give exactly one of --vae (reconstruct in memory) or --reconstructed DIR")
+    _check_resolution(resolution)
     lpips = _lpips(lpips_backbone, lpips_linear)
     paths = list_videos(src)
     rows = []
     if vae_path:
         vae = _load(vae_path, attn, micro_batch_size, tiling)
-        for path in paths:
+        for path in progress_bar(paths, progress, "eval"):
             clip, recon = _reconstruct(vae, path, frames, resolution, frame_policy, sample=False)
             rows.append((path.name, video_metrics(_to_unit(clip), _to_unit(recon), lpips)))
     else:
@@ -139,7 +191,7 @@ def eval_command(src, vae_path, reconstructed, micro_batch_size, attn, tiling, f
         if len(recs) != len(paths):
             raise KinemaError(f"{len(paths)} videos in {src!r} but {len(recs)} in {reconstructed!r}; pairs are "
                            "matched by sorted name, so both folders need the same clips")
-        for real_path, rec_path in zip(paths, recs):
+        for real_path, rec_path in progress_bar(list(zip(paths, recs)), progress, "eval"):
             rec = load_clip(rec_path, frames or None, resolution or None)
             real = load_clip(real_path, rec.shape[1], resolution or None)
             rows.append((real_path.name, video_metrics(_to_unit(real), _to_unit(rec), lpips)))
@@ -160,6 +212,7 @@ def inflate_command(sd_vae, out, init, attn):
 
     if not (Path(sd_vae) / "config.json").is_file():
         raise KinemaError(f"{sd_vae!r} is not a diffusers AutoencoderKL folder (no config.json)")
+    check_model_folder(out)
     vae = inflate_autoencoder_kl(AutoencoderKL.from_pretrained(sd_vae, low_cpu_mem_usage=False), init=init,
                                  attn_impl=attn)
     save_atomic(vae, out)
@@ -168,79 +221,140 @@ def inflate_command(sd_vae, out, init, attn):
 
 @vae_group.command("train")
 @click.argument("data", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(), help="Folder for the trained VAE.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: checkpoints, metrics, logs, samples; the trained VAE is written to OUT/vae.")
 @click.option("--init", "init_path", type=click.Path(), help="Start from this VAE folder (e.g. an inflated SD VAE).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Or build from a config JSON.")
-@click.option("--steps", type=int, default=1000, show_default=True)
-@click.option("--batch-size", type=int, default=1, show_default=True)
-@click.option("--frames", type=int, default=17, show_default=True)
-@click.option("--resolution", type=int, default=256, show_default=True)
-@click.option("--lr", type=float, default=1e-5, show_default=True)
-@click.option("--kl-weight", type=float, default=1e-6, show_default=True)
+@click.option("--steps", type=BoundedInt(1), default=1000, show_default=True)
+@click.option("--batch-size", type=BoundedInt(1), default=1, show_default=True)
+@click.option("--frames", type=BoundedInt(1), default=17, show_default=True)
+@click.option("--resolution", type=BoundedInt(8), default=256, show_default=True,
+              help="Short side resize, then a square center crop.")
+@click.option("--lr", type=FiniteFloat(0, None), default=1e-5, show_default=True)
+@click.option("--kl-weight", type=FiniteFloat(0, None), default=1e-6, show_default=True)
 @click.option("--rec-loss", type=click.Choice(["l1", "l2"]), default="l1", show_default=True)
 @click.option("--disc", type=click.Choice(["none", "2d", "3d"]), default="none", show_default=True,
               help="PatchGAN discriminator (hinge loss), on from --disc-start.")
-@click.option("--disc-start", type=int, default=2001, show_default=True)
+@click.option("--disc-start", type=BoundedInt(0), default=2001, show_default=True)
 @click.option("--perceptual", default=None, help="Perceptual loss name (lpips-vgg, lpips-alex).")
 @click.option("--lpips-backbone", type=click.Path(dir_okay=False))
 @click.option("--lpips-linear", type=click.Path(dir_okay=False))
-@click.option("--latent-noise", type=float, default=0.0, show_default=True,
+@click.option("--latent-noise", type=FiniteFloat(0, None), default=0.0, show_default=True,
               help="Gaussian noise added to the latents before decoding, in units of each channel's std: "
                    "keeps what the decoder must tell apart further apart than a diffusion model's error.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=BoundedInt(1), default=None,
+              help="Steps between checkpoints (default: a tenth of --steps).")
+@click.option("--sample-every", type=BoundedInt(0), default=None,
+              help="Steps between logged reconstructions with PSNR/SSIM (default: a fifth of --steps; 0: none).")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT from its latest checkpoint.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: shown when stderr is a terminal).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Any other key of the shared training config, e.g. logging.tensorboard=true or "
+                   "optim.ema_decay=0.999.")
 def train_command(data, out, init_path, config_path, steps, batch_size, frames, resolution, lr, kl_weight, rec_loss,
-                  disc, disc_start, perceptual, lpips_backbone, lpips_linear, latent_noise, seed):
-    """Train a video VAE on the videos under DATA (single device)."""
-    from .causal_vae import CausalVideoVAE
-    from .loading import load_vae
-    from .losses import VAELoss, build_perceptual_loss
-    from .train import TrainConfig, save_atomic, train_vae
+                  disc, disc_start, perceptual, lpips_backbone, lpips_linear, latent_noise, seed, checkpoint_every,
+                  sample_every, resume, progress, overrides):
+    """Train a video VAE on the videos under DATA, on kinema-train's shared trainer.
 
+    A thin front: it builds a `task: vae` training config (OUT/config.yaml shows it) and runs it, so the run
+    gets checkpoints, exact resume (--resume), data parallelism (torchrun ... -m kinema.train OUT/config.yaml),
+    a progress bar, TensorBoard / wandb and a run folder. The upstream optimiser: Adam(0.5, 0.9) at --lr,
+    gradient norm clipped at 1.0."""
+    try:
+        from kinema.train.config import apply_overrides, from_dict, validate
+        from kinema.train.trainer import run
+    except ImportError:
+        raise KinemaError("kinema vae train runs on kinema-train's trainer: pip install kinema-train") from None
     if bool(init_path) == bool(config_path):
         raise KinemaError("give exactly one of --init VAE_FOLDER or --config CONFIG.json")
-    if init_path:
-        vae = load_vae(init_path)
-    else:
-        try:
-            vae = CausalVideoVAE.from_config(json.loads(Path(config_path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise KinemaError(f"cannot read config {config_path!r}: {exc}") from None
-    percep = None
-    if perceptual:
-        percep = build_perceptual_loss(perceptual, backbone=lpips_backbone, linear=lpips_linear)
-    loss = VAELoss(kl_weight=kl_weight, reconstruction=rec_loss, perceptual=percep,
-                   discriminator=None if disc == "none" else disc, disc_start=disc_start)
-    bank = ClipBank(list_videos(data), resolution, max_frames=max(frames * 4, 64))
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, num_frames=frames, lr=lr, seed=seed,
-                      log_every=max(1, steps // 20), latent_noise=latent_noise)
-    train_vae(vae, loss, bank, cfg, on_log=lambda s, e: click.echo(
-        f"step {s:6d}  " + "  ".join(f"{k}={v:.4g}" for k, v in e.items() if k != "step")))
-    save_atomic(vae, out)
-    click.echo(f"wrote {out}")
+    vae: dict = {"pretrained": str(init_path)} if init_path else {"kwargs": _read_vae_config(config_path)}
+    table = _write_video_table(list_videos(data), Path(out))
+    every = max(1, steps // 20)
+    values = {
+        "task": "vae",
+        "vae": vae,
+        "data": {"source": "table", "path": str(table), "num_frames": frames, "image_size": [resolution, resolution],
+                 "batch_size": batch_size, "caption_dropout": 0.0},
+        "optim": {"lr": lr, "betas": [0.5, 0.9], "weight_decay": 0.0, "grad_clip": 1.0, "ema_decay": 0.0,
+                  "max_steps": steps, "seed": seed},
+        "vae_loss": {"kl_weight": kl_weight, "reconstruction": rec_loss, "perceptual": perceptual,
+                     "lpips_backbone": lpips_backbone, "lpips_linear": lpips_linear,
+                     "discriminator": None if disc == "none" else disc, "disc_start": disc_start,
+                     "latent_noise": latent_noise},
+        "checkpoint": {"dir": str(out), "every": checkpoint_every or max(1, steps // 10),
+                       "resume": "latest" if resume else None},
+        "logging": {"every": every, "sample_every": max(1, steps // 5) if sample_every is None else sample_every,
+                    "progress": sys.stderr.isatty() if progress is None else progress},
+    }
+    cfg = from_dict(apply_overrides(values, list(overrides)))
+    validate(cfg)
+    run(cfg)
+    click.echo(f"wrote {Path(out) / 'vae'}")
+
+
+def _read_vae_config(path: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KinemaError(f"cannot read config {path!r}: {exc}") from None
+
+
+def _write_video_table(paths: list[Path], out: Path) -> Path:
+    """The training videos as the table the shared trainer reads (path, text), written atomically in the run folder."""
+    import csv
+    import io
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "text"])
+    writer.writerows([str(p.resolve()), ""] for p in paths)
+    table = out / "videos.csv"
+    tmp = out / f".videos.csv.tmp-{os.getpid()}"
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, table)
+    return table
 
 
 @vae_group.command("calibrate")
 @click.argument("data", type=click.Path())
 @click.option("--vae", "vae_path", required=True, type=click.Path(), help="CausalVideoVAE folder to calibrate.")
 @click.option("-o", "--out", type=click.Path(), help="Write the calibrated VAE here (default: update --vae in place).")
-@click.option("--clips", type=int, default=256, show_default=True, help="Clips to measure (the first ones, sorted).")
-@click.option("--frames", type=int, default=17, show_default=True)
-@click.option("--resolution", type=int, default=256, show_default=True)
-def calibrate_command(data, vae_path, out, clips, frames, resolution):
+@click.option("--clips", type=BoundedInt(1), default=256, show_default=True,
+              help="Clips to measure (the first ones, sorted).")
+@click.option("--frames", type=BoundedInt(1), default=17, show_default=True, help="Frames per clip (1+4k).")
+@click.option("--resolution", type=BoundedInt(8), default=256, show_default=True,
+              help="Short side resize, then center crop (a multiple of 8).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: shown when stderr is a terminal).")
+def calibrate_command(data, vae_path, out, clips, frames, resolution, progress):
     """Store the per-channel mean and std of the latents of DATA's clips in the VAE config.
 
     encode_video then gives latents of zero mean and unit std per channel (scaling_factor is set to 1),
     which is what the diffusion model's noise assumes."""
     from .calibrate import latent_statistics
     from .causal_vae import CausalVideoVAE
+    from .interface import fit_num_frames
     from .loading import load_vae
     from .train import save_atomic
 
+    paths = list_videos(data)[:clips]
     vae = load_vae(vae_path)
     if not isinstance(vae, CausalVideoVAE):
         raise KinemaError(f"{vae_path!r} holds a {type(vae).__name__}; calibrate works on a CausalVideoVAE "
                        "(frame-wise SD VAEs keep their published scaling_factor)")
-    mean, std = latent_statistics(vae, list_videos(data)[:clips], frames, resolution)
+    check_model_folder(out or vae_path, "-o" if out else "--vae")
+    tc, sc = vae.temporal_compression, vae.spatial_compression
+    if (frames - 1) % tc:  # measured as the diffusion model will see them: whole 1+4k clips, whole latents
+        raise KinemaError(f"--frames={frames} is not 1+{tc}k frames; use {fit_num_frames(frames, tc)} or "
+                          f"{fit_num_frames(frames, tc, 'pad')}")
+    if resolution % sc:
+        raise KinemaError(f"--resolution={resolution} is not a multiple of {sc}; use {resolution - resolution % sc} "
+                          f"or {resolution - resolution % sc + sc}")
+    mean, std = latent_statistics(vae, paths, frames, resolution, progress=progress)
     vae.register_to_config(latents_mean=mean, latents_std=std, scaling_factor=1.0)
     save_atomic(vae, out or vae_path)
     click.echo(f"latents_mean {mean}\nlatents_std  {std}\nwrote {out or vae_path}")

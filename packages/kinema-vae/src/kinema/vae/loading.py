@@ -8,12 +8,15 @@ everything else must match exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL
 
 from kinema.core import KinemaError
+from kinema.core.weights import check_config_matches_weights, mismatch_error
 
 from .causal_vae import CausalVideoVAE
 from .framewise import FramewiseSDVAE
@@ -48,6 +51,17 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     raise KinemaError(f"{str(folder)!r} has no weights: expected one of {', '.join(WEIGHT_FILES)} or a *.ckpt file")
 
 
+@contextlib.contextmanager
+def config_must_match_weights(model_cls, folder: Path):
+    """A diffusers load that fails because config.json does not describe the weights raises one line saying so
+    (torch and diffusers print a line per parameter)."""
+    try:
+        yield
+    except (RuntimeError, ValueError):
+        check_config_matches_weights(model_cls, folder)  # raises when the config is the cause
+        raise
+
+
 def load_causal_vae(folder: str | Path, attn_impl: str | None = None) -> CausalVideoVAE:
     """CausalVideoVAE from a kinema or upstream folder; loss.* keys ignored, all others strict."""
     folder = Path(folder)
@@ -64,9 +78,10 @@ def load_causal_vae(folder: str | Path, attn_impl: str | None = None) -> CausalV
             f"weights in {str(folder)!r} do not match the config: {len(missing)} missing (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}); check that config.json belongs to these weights"
         )
-    bad = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state.items() if v.shape != expected[k].shape]
-    if bad:
-        raise KinemaError(f"weights in {str(folder)!r} have wrong shapes, e.g. {bad[:3]} (file, model)")
+    error = mismatch_error(folder, {k: tuple(v.shape) for k, v in expected.items()},
+                           {k: tuple(v.shape) for k, v in state.items()})
+    if error is not None:
+        raise error
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -78,9 +93,11 @@ def load_vae(folder: str | Path, attn_impl: str | None = None, micro_batch_size:
         raise KinemaError(f"VAE folder {str(folder)!r} does not exist")
     cls = _read_config(folder).get("_class_name", "")
     if cls == "AutoencoderKL":
-        return FramewiseSDVAE.from_autoencoder_kl(folder, micro_batch_size=micro_batch_size).eval()
+        with config_must_match_weights(AutoencoderKL, folder):
+            return FramewiseSDVAE.from_autoencoder_kl(folder, micro_batch_size=micro_batch_size).eval()
     if cls == "FramewiseSDVAE":
-        model = FramewiseSDVAE.from_pretrained(folder, low_cpu_mem_usage=False)
+        with config_must_match_weights(FramewiseSDVAE, folder):
+            model = FramewiseSDVAE.from_pretrained(folder, low_cpu_mem_usage=False)
         if micro_batch_size:
             model.micro_batch_size = micro_batch_size
         return model.eval()
