@@ -19,7 +19,8 @@ import torch
 
 SETTINGS = {
     "off": None,
-    "default": "default",  # spatial 2, temporal 3, cross 5 over steps 10%..90%
+    "default": "default",  # spatial 3, temporal 3, cross 6 over steps 5%..95%
+    "conservative": "spatial=2,temporal=3,cross=5,start=0.1,end=0.9",
     "wide": "spatial=3,temporal=4,cross=6,start=0.05,end=0.95",
 }
 
