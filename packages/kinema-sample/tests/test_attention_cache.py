@@ -102,8 +102,8 @@ def test_unguided_and_a_changed_batch_recompute(pipe):
 
 def test_config_parsing_and_errors():
     assert AttentionCacheConfig.parse(None) == AttentionCacheConfig.parse("default") == AttentionCacheConfig()
-    cfg = AttentionCacheConfig.parse("spatial=3, cross=7,end=0.95")
-    assert (cfg.spatial, cfg.temporal, cfg.cross, cfg.start, cfg.end) == (3, 3, 7, 0.1, 0.95)
+    cfg = AttentionCacheConfig.parse("spatial=2, cross=7,end=0.9")  # unnamed keys keep the default's
+    assert (cfg.spatial, cfg.temporal, cfg.cross, cfg.start, cfg.end) == (2, 3, 7, 0.05, 0.9)
     for bad in ("spatial", "speed=2", "spatial=x", "spatial=0", "start=0.9,end=0.1"):
         with pytest.raises(KinemaError, match="attention cache"):
             AttentionCacheConfig.parse(bad)
