@@ -107,7 +107,7 @@ def test_config_parsing_and_errors():
     for bad in ("spatial", "speed=2", "spatial=x", "spatial=0", "start=0.9,end=0.1"):
         with pytest.raises(KinemaError, match="attention cache"):
             AttentionCacheConfig.parse(bad)
-    assert [AttentionCacheConfig(start=0.2, end=0.8).reuses("spatial", s, 10) for s in range(10)] == \
+    assert [AttentionCacheConfig(spatial=2, start=0.2, end=0.8).reuses("spatial", s, 10) for s in range(10)] == \
         [False, False, False, True, False, True, False, True, False, False]
 
 
