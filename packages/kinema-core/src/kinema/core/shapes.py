@@ -2,10 +2,11 @@
 writes the set), kinema-sample (``kinema eval adherence``) and kinema-train (the in-memory synthetic source).
 
 Every clip is one coloured shape moving on black, drawn from a ``SyntheticVideoSpec`` (colour, shape,
-direction, speed, size, start) and captioned in one of several phrasings. ``analyse(frames)`` recovers the
-attributes from the pixels alone, so it can judge whether generated videos follow their prompts; it is built
-for noisy, blurry input: nearest named colour (brightness-normalised), shape from how much of its bounding box
-the shape fills, direction and speed from the centroid trajectory.
+direction, speed, size, start) and captioned in one of many phrasings: ``PHRASINGS["train"]`` words the
+synthetic set, ``PHRASINGS["held-out"]`` (no template or synonym in common) words prompts that test unseen
+wording. ``analyse(frames)`` recovers the attributes from the pixels alone, so it can judge whether generated
+videos follow their prompts; it is built for noisy, blurry input: nearest named colour (brightness-normalised),
+shape from how much of its bounding box the shape fills, direction and speed from the centroid trajectory.
 
 Everything is deterministic by seed. Sizes are small (32-64 px, 8-16 frames) on purpose: tiny models train on
 this set on a CPU. Only the standard library and numpy are imported (no pandas, torch or OpenCV).
@@ -14,6 +15,7 @@ this set on a CPU. Only the standard library and numpy are imported (no pandas, 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,22 +46,69 @@ VECTORS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 BACKGROUND = (0, 0, 0)
 FPS = 8.0
 
-_DIRECTION_WORDS = {
-    "left": ("to the left", "leftward", "towards the left"),
-    "right": ("to the right", "rightward", "towards the right"),
-    "up": ("upward", "up", "towards the top"),
-    "down": ("downward", "down", "towards the bottom"),
+@dataclass(frozen=True)
+class Phrasings:
+    """One pool of caption wording. Captions are drawn from a pool's templates filled with its words; the
+    ``train`` and ``held-out`` pools share no template or synonym, so prompts phrased from ``held-out``
+    measure how a model trained on ``train`` captions copes with wording it has never seen."""
+
+    templates: tuple[str, ...]  # fields: det size colour shape verb verbing direction speed background
+    verbs: tuple[str, ...]  # "slides"
+    participles: tuple[str, ...]  # "sliding"
+    directions: dict[str, tuple[str, ...]]
+    speeds: dict[str, tuple[str, ...]]
+    sizes: dict[str, tuple[str, ...]]
+    backgrounds: tuple[str, ...]
+
+
+PHRASINGS = {
+    "train": Phrasings(
+        templates=(
+            "{det} {size} {colour} {shape} {verb} {direction} {speed} {background}",
+            "{det} {size} {colour} {shape} {verb} {speed} {direction} {background}",
+            "{speed}, {det} {colour} {shape} {verb} {direction} {background}",
+            "the {colour} {shape} is {size} and {verb} {direction} {speed}",
+            "{size} {colour} {shape} {verbing} {direction}, {speed}",
+            "{det} {colour} {shape} {verb} {direction} {background}",
+            "{colour} {shape}, {verbing} {direction}",
+            "{direction}, {det} {colour} {shape} {verb} {background}",
+            "{verbing} {direction} {background}: {det} {size} {colour} {shape}",
+        ),
+        verbs=("moves", "drifts", "travels", "slides", "glides", "heads", "goes"),
+        participles=("moving", "drifting", "travelling", "sliding", "gliding", "heading", "going"),
+        directions={
+            "left": ("to the left", "leftward", "towards the left", "left"),
+            "right": ("to the right", "rightward", "towards the right", "right"),
+            "up": ("upward", "up", "towards the top"),
+            "down": ("downward", "down", "towards the bottom"),
+        },
+        speeds={"slow": ("slowly", "gently", "at a slow pace"), "fast": ("quickly", "fast", "rapidly")},
+        sizes={"small": ("small", "little", "tiny"), "large": ("large", "big")},
+        backgrounds=("on a black background", "across a dark screen", "on black", "against a black backdrop"),
+    ),
+    "held-out": Phrasings(
+        templates=(
+            "{det} {colour} {shape} that {verb} {direction} {speed}",
+            "{direction} {verb} {det} {size} {colour} {shape} {background}",
+            "{det} {colour} {shape}, {size}, {verbing} {direction} {speed}",
+            "{det} {size} {colour} {shape} on its way {direction} {background}",
+        ),
+        verbs=("shifts", "floats", "wanders", "scoots"),
+        participles=("shifting", "floating", "wandering", "scooting"),
+        directions={
+            "left": ("leftwards", "toward the left edge"),
+            "right": ("rightwards", "toward the right edge"),
+            "up": ("upwards", "toward the top edge"),
+            "down": ("downwards", "toward the bottom edge"),
+        },
+        speeds={"slow": ("leisurely", "unhurriedly"), "fast": ("swiftly", "at high speed")},
+        sizes={"small": ("miniature", "petite"), "large": ("huge", "giant")},
+        backgrounds=("in front of a dark void", "through an empty black frame"),
+    ),
 }
-_SPEED_WORDS = {"slow": ("slowly", "gently", "at a slow pace"), "fast": ("quickly", "fast", "rapidly")}
-_SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
-_VERBS = ("moves", "drifts", "travels", "slides", "glides")
-_TEMPLATES = (
-    "a {size} {colour} {shape} {verb} {direction} {speed}",
-    "A {size} {colour} {shape} {verb} {speed} {direction}.",
-    "{speed_cap}, a {colour} {shape} {verb} {direction} on a black background",
-    "The {colour} {shape} is {size} and {verb} {direction} {speed}.",
-    "{size_cap} {colour} {shape} moving {direction}, {speed}",
-)
+# shared by both pools: they vary the surface of a caption, not its words
+_DETERMINERS = ("a", "the", "")
+_ENDINGS = (".", "")
 
 
 @dataclass(frozen=True)
@@ -139,12 +188,23 @@ def render(spec: SyntheticVideoSpec) -> np.ndarray:
     return frames
 
 
-def caption(spec: SyntheticVideoSpec, rng: random.Random) -> str:
-    speed, size = rng.choice(_SPEED_WORDS[spec.speed]), rng.choice(_SIZE_WORDS[spec.size])
-    return rng.choice(_TEMPLATES).format(
-        size=size, size_cap=size.capitalize(), colour=spec.colour, shape=spec.shape, verb=rng.choice(_VERBS),
-        direction=rng.choice(_DIRECTION_WORDS[spec.direction]), speed=speed, speed_cap=speed.capitalize(),
-    )
+def caption(spec: SyntheticVideoSpec, rng: random.Random, phrasings: str = "train") -> str:
+    """A caption naming the spec's colour, shape and direction (and, in most templates, speed and size) once
+    each, worded from the ``train`` or ``held-out`` pool of ``PHRASINGS``; the same rng state gives the same
+    caption."""
+    if phrasings not in PHRASINGS:
+        raise KinemaError(f"unknown phrasings {phrasings!r}; choose {', '.join(PHRASINGS)}")
+    pool = PHRASINGS[phrasings]
+    background = rng.choice(pool.backgrounds) if rng.random() < 0.5 else ""
+    text = rng.choice(pool.templates).format(
+        det=rng.choice(_DETERMINERS), size=rng.choice(pool.sizes[spec.size]), colour=spec.colour, shape=spec.shape,
+        verb=rng.choice(pool.verbs), verbing=rng.choice(pool.participles),
+        direction=rng.choice(pool.directions[spec.direction]), speed=rng.choice(pool.speeds[spec.speed]),
+        background=background)
+    text = re.sub(r" ([,:])", r"\1", " ".join(text.split()))  # empty fields leave doubled or stray spaces
+    text = re.sub(r"\b([aA]) (?=[aeiou])", r"\1n ", text)  # "a orange" -> "an orange"
+    first = text[0].upper() if rng.random() < 0.5 else text[0].lower()
+    return first + text[1:] + rng.choice(_ENDINGS)
 
 
 def parse_combinations(items) -> frozenset[tuple[str, str, str]]:

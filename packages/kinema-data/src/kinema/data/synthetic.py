@@ -39,7 +39,8 @@ def _samples(n: int, seed: int, num_frames: int, height: int, width: int, exclud
             spec = random_spec(rng, num_frames, height, width)
         truth = asdict(spec)
         truth["start_x"], truth["start_y"] = truth.pop("start")
-        yield {"text": caption(spec, rng), **truth}, render(spec)
+        # only the training phrasings: the held-out ones stay unseen for `kinema eval adherence --phrasing varied`
+        yield {"text": caption(spec, rng, phrasings="train"), **truth}, render(spec)
 
 
 def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, width: int = 32, exclude=()):

@@ -4,10 +4,14 @@ prompt.
 
     kinema eval adherence                              # the built-in default model, 100 prompts
     kinema eval adherence --model DIR -n 40 --seed 1 --holdout-only --csv adherence.csv
+    kinema eval adherence --phrasing varied            # prompts worded like the training captions, or not
 
 Prompts cover colour x shape x direction; the combinations in ``HELD_OUT`` were never drawn when
 the default model was trained (``kinema data synth --exclude``), so their rows measure how the model
-composes words it has only seen apart.
+composes words it has only seen apart. With ``--phrasing varied`` a quarter of the prompts are worded from
+phrasings the synthetic set never uses (``kinema.core.shapes.PHRASINGS["held-out"]``), so the "held-out
+phrasing" row measures how the model copes with unfamiliar wording. A second table breaks accuracy down by
+the colour, shape and direction asked for, so one failing colour stands out.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ HELD_OUT = (
     "purple:circle:right",
     "white:square:down",
 )
-PHRASINGS = ("short", "caption")
+PHRASINGS = ("short", "caption", "varied")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class PromptCase:
     colour: str
     shape: str
     direction: str
-    held_out: bool
+    held_out: bool  # the colour:shape:direction combination was held out of training
+    held_out_phrasing: bool = False  # worded from phrasings never used for training
 
 
 def short_prompt(colour: str, shape: str, direction: str) -> str:
@@ -59,8 +64,9 @@ def short_prompt(colour: str, shape: str, direction: str) -> str:
 def make_prompts(n: int, seed: int = 0, held_out=HELD_OUT, holdout_only: bool = False,
                  phrasing: str = "short") -> list[PromptCase]:
     """``n`` prompts: a quarter (all when ``holdout_only``) cycle through the held-out combinations, the
-    rest draw seen ones. ``phrasing``: ``short`` ("a red circle moving right") or ``caption`` (the
-    synthetic set's own caption templates, with speed and size words)."""
+    rest draw seen ones. ``phrasing``: ``short`` ("a red circle moving right"), ``caption`` (the
+    synthetic set's own caption templates, with speed and size words) or ``varied`` (a quarter of the prompts,
+    whichever their combinations, worded from the held-out phrasings, the rest from the training ones)."""
     from kinema.core.shapes import COLOURS, DIRECTIONS, SHAPES, caption, parse_combinations, random_spec
 
     if phrasing not in PHRASINGS:
@@ -74,15 +80,19 @@ def make_prompts(n: int, seed: int = 0, held_out=HELD_OUT, holdout_only: bool = 
     rng = random.Random(f"adherence-{seed}")
     n_held = n if holdout_only else (n // 4 if held else 0)
     combos = [held[i % len(held)] for i in range(n_held)] + [rng.choice(seen) for _ in range(n - n_held)]
+    # varied: its own stream, so which prompts get unseen wording does not depend on the combinations
+    words = random.Random(f"adherence-phrasing-{seed}")
+    unseen = set(words.sample(range(n), n // 4)) if phrasing == "varied" else set()
     cases = []
-    for colour, shape, direction in combos:
+    for i, (colour, shape, direction) in enumerate(combos):
         if phrasing == "short":
             text = short_prompt(colour, shape, direction)
         else:
-            spec = random_spec(rng)
+            stream = rng if phrasing == "caption" else words
+            spec = random_spec(stream)
             spec = type(spec)(colour, shape, direction, spec.speed, spec.size, spec.start)
-            text = caption(spec, rng)
-        cases.append(PromptCase(text, colour, shape, direction, (colour, shape, direction) in set(held)))
+            text = caption(spec, stream, phrasings="held-out" if i in unseen else "train")
+        cases.append(PromptCase(text, colour, shape, direction, (colour, shape, direction) in set(held), i in unseen))
     return cases
 
 
@@ -98,30 +108,53 @@ def score_videos(cases: list[PromptCase], videos) -> list[dict]:
             asked, got = getattr(case, key), found[key]
             row.update({key: asked, f"{key}_found": got, f"{key}_ok": got == asked})
         row["all_ok"] = all(row[f"{k}_ok"] for k in ATTRIBUTES)
+        row["held_out_phrasing"] = case.held_out_phrasing  # last: the columns before it keep their places
         rows.append(row)
     return rows
 
 
+def _accuracy(members: list[dict]) -> dict:
+    """{"n", colour, shape, direction, all}: the share of ``members`` right on each (None when there are none)."""
+    n = len(members)
+    return {"n": n, **{k: sum(r[f"{k}_ok"] for r in members) / n if n else None for k in (*ATTRIBUTES, "all")}}
+
+
 def summarise(rows: list[dict]) -> dict[str, dict]:
-    """Accuracy per attribute (and all three together) for all prompts, held-out and seen combinations."""
+    """Accuracy per attribute (and all three together) for all prompts, held-out and seen combinations, and
+    prompts worded from held-out phrasings (when there are any)."""
     groups = {"all": rows, "held-out": [r for r in rows if r["held_out"]],
-              "seen": [r for r in rows if not r["held_out"]]}
-    table = {}
-    for name, members in groups.items():
-        if not members:
-            continue
-        table[name] = {"n": len(members), **{k: sum(r[f"{k}_ok"] for r in members) / len(members)
-                                             for k in (*ATTRIBUTES, "all")}}
-    return table
+              "seen": [r for r in rows if not r["held_out"]],
+              "held-out phrasing": [r for r in rows if r.get("held_out_phrasing")]}
+    return {name: _accuracy(members) for name, members in groups.items() if members}
+
+
+def summarise_by_value(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """{attribute: {value: accuracy}} over the prompts asking for that colour, shape or direction: every value
+    of the vocabulary, those never asked for with n 0."""
+    from kinema.core.shapes import COLOURS, DIRECTIONS, SHAPES
+
+    vocabulary = {"colour": tuple(COLOURS), "shape": SHAPES, "direction": DIRECTIONS}
+    return {key: {value: _accuracy([r for r in rows if r[key] == value]) for value in vocabulary[key]}
+            for key in ATTRIBUTES}
+
+
+def _format_rows(first_column: str, table: dict[str, dict]) -> list[str]:
+    width = max([10, *(len(name) + 2 for name in table)])  # "held-out phrasing" widens the first column
+    header = f"{first_column:<{width}}{'n':>5}{'colour':>9}{'shape':>9}{'direction':>11}{'all three':>11}"
+    lines = [header, "-" * len(header)]
+    for name, s in table.items():
+        cells = [f"{s[k]:.1%}" if s[k] is not None else "-" for k in (*ATTRIBUTES, "all")]
+        lines.append(f"{name:<{width}}{s['n']:>5}{cells[0]:>9}{cells[1]:>9}{cells[2]:>11}{cells[3]:>11}")
+    return lines
 
 
 def format_table(table: dict[str, dict]) -> str:
-    header = f"{'prompts':<10}{'n':>5}{'colour':>9}{'shape':>9}{'direction':>11}{'all three':>11}"
-    lines = [header, "-" * len(header)]
-    for name, s in table.items():
-        lines.append(f"{name:<10}{s['n']:>5}{s['colour']:>9.1%}{s['shape']:>9.1%}{s['direction']:>11.1%}"
-                     f"{s['all']:>11.1%}")
-    return "\n".join(lines)
+    return "\n".join(_format_rows("prompts", table))
+
+
+def format_value_table(by_value: dict[str, dict[str, dict]]) -> str:
+    """One block per attribute, one row per value asked for: which colour, shape or direction fails."""
+    return "\n\n".join("\n".join(_format_rows(f"asked {key}", table)) for key, table in by_value.items())
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
@@ -169,7 +202,8 @@ def eval_group() -> None:
 @click.option("--held-out", "held_out", multiple=True, metavar="COLOUR:SHAPE:DIRECTION",
               help="held-out combinations (repeatable; default: the default model's)")
 @click.option("--phrasing", type=click.Choice(PHRASINGS), default="short", show_default=True,
-              help='"a red circle moving right", or the synthetic captions with speed and size words')
+              help='"a red circle moving right"; the synthetic captions with speed and size words; or varied '
+              'wordings, a quarter of them never used for training')
 @click.option("--steps", type=BoundedInt(1, MAX_STEPS), default=None, help="sampling steps (pipeline default)")
 @click.option("--cfg", type=FiniteFloat(0, MAX_GUIDANCE), default=None, help="guidance scale (pipeline default)")
 @click.option("--batch-size", type=BoundedInt(1, MAX_BATCH), default=10, show_default=True)
@@ -207,4 +241,6 @@ def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing
     if pipe.attention_cache is not None:
         click.echo(f"attention cache: {pipe.attention_cache.stats.summary()}")
     click.echo(format_table(summarise(rows)))
+    click.echo()
+    click.echo(format_value_table(summarise_by_value(rows)))
     click.echo(f"per-prompt results: {write_csv(rows, csv_path)}")
