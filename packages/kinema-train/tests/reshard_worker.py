@@ -1,5 +1,6 @@
 """Run under torchrun (2 ranks, gloo): train from scratch on 2 processes (DDP, FSDP2), and resume 1-process
-checkpoints on 2 processes (data parallel with ZeRO, tensor parallel, FSDP2). Rank 0 writes the losses to OUT/<case>.json.
+checkpoints on 2 processes (data parallel with ZeRO, tensor parallel, FSDP2). Rank 0 writes the losses to
+OUT/<case>.json.
 
 usage: reshard_worker.py OUT ONE_PROCESS_CHECKPOINT
 """

@@ -74,5 +74,6 @@ def test_open_sora_11_training_convention_is_an_explicit_switch(tmp_path):
                       model={"ar_convention": "width/height"})
     ar = _ar_seen_by_the_model(Trainer(cfg))
     torch.testing.assert_close(ar, torch.full_like(ar, WIDTH / HEIGHT))
-    with pytest.raises(KinemaError, match="model.ar_convention='w/h' is not one of the choices; use height/width or width/height"):
+    with pytest.raises(KinemaError, match="model.ar_convention='w/h' is not one of the choices; "
+                                          "use height/width or width/height"):
         tiny_config(tmp_path / "bad", "STDiT2", model={"ar_convention": "w/h"})

@@ -69,38 +69,6 @@ def test_inflate_and_missing_vae_errors(cli, clips, tmp_path):
     assert res.exit_code != 0 and "does not exist" in res.output
 
 
-def test_train_command_runs_the_shared_trainer_and_writes_a_vae_folder(cli, clips, tmp_path):
-    import yaml
-
-    from kinema.vae.loading import load_vae
-
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(clips[1], data / clips[1].name)
-    tiny_causal_vae().save_pretrained(tmp_path / "init")
-    args = ["vae", "train", str(data), "-o", str(tmp_path / "out"), "--init", str(tmp_path / "init"), "--steps", "2",
-            "--frames", "5", "--resolution", "16", "--lr", "1e-3", "--latent-noise", "0.4", "--sample-every", "1",
-            "--progress"]
-    res = CliRunner().invoke(cli, args)
-    assert res.exit_code == 0, res.output
-    assert "train: 100%" in res.stderr and "2/2" in res.stderr
-    out = tmp_path / "out"
-    assert (out / "vae" / "diffusion_pytorch_model.safetensors").is_file()
-    assert load_vae(out / "vae").config.hidden_size == tiny_causal_vae().config.hidden_size
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["task"] == "vae" and cfg["vae"]["pretrained"] == str(tmp_path / "init")
-    assert cfg["optim"]["betas"] == [0.5, 0.9] and cfg["optim"]["lr"] == 1e-3 and cfg["optim"]["weight_decay"] == 0
-    assert cfg["vae_loss"]["latent_noise"] == 0.4 and cfg["data"]["image_size"] == [16, 16]
-    assert (out / "metrics.csv").read_text().count("\n") == 3 and (out / "step-000000002").is_dir()
-    assert sorted(p.name for p in (out / "samples" / "step-000000002").iterdir()) == ["0.mp4"]
-    # more steps on the same run folder: --resume continues from its last checkpoint
-    res = CliRunner().invoke(cli, args[:8] + ["4"] + args[9:-1] + ["--resume", "--no-progress"])
-    assert res.exit_code == 0, res.output
-    assert "%|" not in res.stderr
-    assert "resuming at step 2 of 4" in (out / "train.log").read_text()
-    assert (out / "metrics.csv").read_text().count("\n") == 5
-
-
 def test_train_command_checks_its_options_before_training(cli, tmp_path):
     res = CliRunner().invoke(cli, ["vae", "train", str(tmp_path), "-o", str(tmp_path / "out"), "--init", "x",
                                    "--lr", "nan"])

@@ -262,13 +262,13 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
     gets checkpoints, exact resume (--resume), data parallelism (torchrun ... -m kinema.train OUT/config.yaml),
     a progress bar, TensorBoard / wandb and a run folder. The upstream optimiser: Adam(0.5, 0.9) at --lr,
     gradient norm clipped at 1.0."""
+    if bool(init_path) == bool(config_path):
+        raise KinemaError("give exactly one of --init VAE_FOLDER or --config CONFIG.json")
     try:
         from kinema.train.config import apply_overrides, from_dict, validate
         from kinema.train.trainer import run
     except ImportError:
         raise KinemaError("kinema vae train runs on kinema-train's trainer: pip install kinema-train") from None
-    if bool(init_path) == bool(config_path):
-        raise KinemaError("give exactly one of --init VAE_FOLDER or --config CONFIG.json")
     vae: dict = {"pretrained": str(init_path)} if init_path else {"kwargs": _read_vae_config(config_path)}
     table = _write_video_table(list_videos(data), Path(out))
     every = max(1, steps // 20)

@@ -1,0 +1,115 @@
+"""`kinema vae train`, the front of the shared trainer's VAE task, as a user runs it: on real video clips (the
+animated WebP files of comfyui-workflow-templates-media-video, a test dependency), from an inflated VAE folder, to a
+run folder whose `vae/` the VAE loader reads; and a brief run that beats the untrained inflation on held-out clips."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import AutoencoderKL
+
+from kinema.core.cli import build_cli
+from kinema.vae import CausalVideoVAE, tiny_config
+from kinema.vae.data import load_clip
+from kinema.vae.inflate import inflate_autoencoder_kl
+from kinema.vae.loading import load_vae
+from kinema.vae.metrics import video_metrics
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[Path]:
+    import comfyui_workflow_templates_media_video as pkg
+
+    found = sorted(Path(pkg.__file__).parent.rglob("*.webp"))
+    assert len(found) > 20, "comfyui-workflow-templates-media-video clips not found"
+    return found
+
+
+def tiny_autoencoder_kl(seed: int = 0) -> AutoencoderKL:
+    """A random SD-layout AutoencoderKL; norms and biases perturbed so nothing is trivially zero/one."""
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(block_out_channels=(8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=4, layers_per_block=1,
+                        latent_channels=4, sample_size=32)
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return vae.eval()
+
+
+def tiny_causal_vae(seed: int = 0) -> CausalVideoVAE:
+    torch.manual_seed(seed)
+    return CausalVideoVAE.from_config(tiny_config()).eval()
+
+
+def test_train_command_runs_the_shared_trainer_and_writes_a_vae_folder(clips, tmp_path):
+    import yaml
+
+    from kinema.vae.loading import load_vae
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(clips[1], data / clips[1].name)
+    tiny_causal_vae().save_pretrained(tmp_path / "init")
+    args = ["vae", "train", str(data), "-o", str(tmp_path / "out"), "--init", str(tmp_path / "init"), "--steps", "2",
+            "--frames", "5", "--resolution", "16", "--lr", "1e-3", "--latent-noise", "0.4", "--sample-every", "1",
+            "--progress"]
+    res = CliRunner().invoke(build_cli(), args)
+    assert res.exit_code == 0, res.output
+    assert "train: 100%" in res.stderr and "2/2" in res.stderr
+    out = tmp_path / "out"
+    assert (out / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    assert load_vae(out / "vae").config.hidden_size == tiny_causal_vae().config.hidden_size
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["task"] == "vae" and cfg["vae"]["pretrained"] == str(tmp_path / "init")
+    assert cfg["optim"]["betas"] == [0.5, 0.9] and cfg["optim"]["lr"] == 1e-3 and cfg["optim"]["weight_decay"] == 0
+    assert cfg["vae_loss"]["latent_noise"] == 0.4 and cfg["data"]["image_size"] == [16, 16]
+    assert (out / "metrics.csv").read_text().count("\n") == 3 and (out / "step-000000002").is_dir()
+    assert sorted(p.name for p in (out / "samples" / "step-000000002").iterdir()) == ["0.mp4"]
+    # more steps on the same run folder: --resume continues from its last checkpoint
+    res = CliRunner().invoke(build_cli(), args[:8] + ["4"] + args[9:-1] + ["--resume", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "%|" not in res.stderr
+    assert "resuming at step 2 of 4" in (out / "train.log").read_text()
+    assert (out / "metrics.csv").read_text().count("\n") == 5
+
+
+def _held_out_metrics(vae, held):
+    rows = []
+    with torch.no_grad():
+        for clip in held:
+            recon = vae.reconstruct(clip[None])[0].clamp(-1, 1)
+            rows.append(video_metrics((clip.transpose(0, 1) + 1) / 2, (recon.transpose(0, 1) + 1) / 2))
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+@pytest.fixture(scope="module")
+def trained(clips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = root / "data"
+    data.mkdir()
+    for clip in clips[:4]:
+        shutil.copy(clip, data / clip.name)
+    held = [load_clip(p, 9, 32) for p in clips[-3:]]
+    inflate_autoencoder_kl(tiny_autoencoder_kl()).save_pretrained(root / "init")
+    before = _held_out_metrics(load_vae(root / "init"), held)
+    res = CliRunner().invoke(build_cli(), ["vae", "train", str(data), "-o", str(root / "run"), "--init",
+                                           str(root / "init"), "--steps", "30", "--frames", "9", "--resolution", "32",
+                                           "--lr", "3e-3", "--sample-every", "0", "--set", "logging.progress=false"])
+    assert res.exit_code == 0, res.output
+    return root / "run", held, before, _held_out_metrics(load_vae(root / "run" / "vae"), held)
+
+
+def test_brief_training_beats_the_untrained_inflation_on_held_out_clips(trained):
+    run, _, before, after = trained
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 30 and losses[-1] < losses[0]
+    assert after["psnr"] > before["psnr"] and after["ssim"] > before["ssim"] + 0.02
+    assert (run / "vae" / "config.json").is_file() and not (run / "vae.tmp").exists()
+
+
