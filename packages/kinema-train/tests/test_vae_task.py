@@ -101,3 +101,21 @@ def test_vae_task_errors_name_the_field_before_training(tmp_path):
     with pytest.raises(KinemaError, match="task='gan' is not a training task"):
         build_trainer(from_dict({**vae_values(tmp_path), "task": "gan"}))
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_check_reads_a_vae_config_as_a_vae_task(tmp_path):
+    """`kinema train CONFIG --check` on task=vae checks the VAE, its data and its loss, not the diffusion parts."""
+    from click.testing import CliRunner
+
+    from kinema.core.cli import build_cli
+
+    config = tmp_path / "vae.yaml"
+    config.write_text(yaml.safe_dump(vae_values(tmp_path / "run")))
+    ok = CliRunner().invoke(build_cli(), ["train", str(config), "--check"])
+    assert ok.exit_code == 0, ok.output
+    assert "# check passed: task vae" in ok.output and "STDiT" not in ok.output.splitlines()[-1]
+    bad = CliRunner().invoke(build_cli(), ["train", str(config), "--check", "data.num_frames=8"])
+    assert bad.exit_code == 1
+    assert "data.num_frames=8 does not fit the VAE's 4x temporal compression" in bad.output
+    assert "learn RGB pixels" not in bad.output  # the diffusion checks do not run on a VAE config
+    assert not (tmp_path / "run").exists()  # a check trains nothing

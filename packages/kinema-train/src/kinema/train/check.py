@@ -48,6 +48,8 @@ def check_config(cfg: TrainConfig) -> list[str]:
     if wrong:  # a value of the wrong type or range: the checks below would read it as what it is not
         return wrong
     attempt(validate, cfg)
+    if cfg.task == "vae":
+        return problems + vae_task_problems(cfg, attempt)
     model = attempt(model_skeleton, cfg)
     contract = None if model is None else model.contract()
     if contract is not None:
@@ -58,6 +60,19 @@ def check_config(cfg: TrainConfig) -> list[str]:
     attempt(check_buckets, cfg)
     attempt(check_resume, cfg, model)
     return problems + path_problems(cfg)
+
+
+def vae_task_problems(cfg: TrainConfig, attempt: Callable) -> list[str]:
+    """task=vae: the VAE to train (built, so a bad config or folder is named) fits the clips, its loss builds,
+    the checkpoint to resume exists; the diffusion parts (model, objective, text encoder) are not used."""
+    from .vae_task import build_vae_loss, build_vae_to_train, check_vae_fits_data
+
+    vae = attempt(build_vae_to_train, cfg)
+    if vae is not None:
+        attempt(check_vae_fits_data, cfg, vae)
+    attempt(build_vae_loss, cfg)
+    attempt(check_resume, cfg, None)
+    return path_problems(cfg)
 
 
 def effective_yaml(cfg: TrainConfig) -> str:

@@ -61,6 +61,10 @@ def _check(config: str, overrides: list[str]) -> None:
             click.echo(f"Error: {problem}", err=True)
         raise click.exceptions.Exit(1)
     click.echo(effective_yaml(cfg), nl=False)
+    if cfg.task == "vae":
+        source = cfg.vae.pretrained or "a CausalVideoVAE from vae.kwargs"
+        click.echo(f"# check passed: task vae, training {source} on {cfg.data.source} clips")
+        return
     click.echo(f"# check passed: model {cfg.model.name}, vae {cfg.vae.name}, text encoder {cfg.text_encoder.name}, "
                f"objective {cfg.scheduler.name}")
 

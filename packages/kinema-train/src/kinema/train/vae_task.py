@@ -74,6 +74,19 @@ def build_vae_to_train(cfg) -> nn.Module:
                       "vae.kwargs (a CausalVideoVAE config)")
 
 
+def check_vae_fits_data(cfg, vae) -> None:
+    """The clips must be videos whose frame count and size the VAE's compression divides."""
+    if cfg.data.source == "features":
+        raise KinemaError("task=vae trains on videos; set data.source=synthetic or table, not features")
+    tc, sc = vae.temporal_compression, vae.spatial_compression
+    n, (h, w) = cfg.data.num_frames, cfg.data.image_size
+    if (n - 1) % tc:
+        raise KinemaError(f"data.num_frames={n} does not fit the VAE's {tc}x temporal compression; use "
+                          f"1 + k*{tc} frames (e.g. {1 + tc * max(1, (n - 1) // tc)})")
+    if h % sc or w % sc:
+        raise KinemaError(f"data.image_size={[h, w]} must be a multiple of the VAE's {sc}x spatial compression")
+
+
 def build_vae_loss(cfg) -> nn.Module:
     from kinema.vae.losses import VAELoss, build_perceptual_loss
 
@@ -95,16 +108,8 @@ class VaeTrainer(Trainer):
         if cfg.parallel.tensor > 1 or cfg.parallel.sequence > 1:
             raise KinemaError(f"task=vae trains with data parallelism only; set parallel.tensor=1 and "
                               f"parallel.sequence=1 (got {cfg.parallel.tensor} and {cfg.parallel.sequence})")
-        if cfg.data.source == "features":
-            raise KinemaError("task=vae trains on videos; set data.source=synthetic or table, not features")
         vae = build_vae_to_train(cfg)
-        tc, sc = vae.temporal_compression, vae.spatial_compression
-        n, (h, w) = cfg.data.num_frames, cfg.data.image_size
-        if (n - 1) % tc:
-            raise KinemaError(f"data.num_frames={n} does not fit the VAE's {tc}x temporal compression; use "
-                              f"1 + k*{tc} frames (e.g. {1 + tc * max(1, (n - 1) // tc)})")
-        if h % sc or w % sc:
-            raise KinemaError(f"data.image_size={[h, w]} must be a multiple of the VAE's {sc}x spatial compression")
+        check_vae_fits_data(cfg, vae)
         self.model = VaeWithLoss(vae, build_vae_loss(cfg), cfg.vae_loss.latent_noise).float().to(self.device)
         self.scheduler = self.vae = self.text_encoder = self.masks = None
         self._fixed_clips = None
