@@ -68,7 +68,9 @@ fi
 
 # per-channel latent mean/std into the VAE config: the DiT then sees zero-mean, unit-std latents like its noise
 stage "latent statistics"
-grep -q latents_mean "$OUT/vae/config.json" && echo "   (done)" ||
+# (a VAE folder always names latents_mean; it is null until calibrated)
+python -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get('latents_mean') else 1)" \
+    "$OUT/vae/config.json" && echo "   (done)" ||
     kinema vae calibrate "$OUT/vae-clips" --vae "$OUT/vae" --frames 17 --resolution 32
 
 stage "latents and caption features"
