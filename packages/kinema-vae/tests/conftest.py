@@ -40,3 +40,19 @@ def tiny_autoencoder_kl(seed: int = 0, channels=(8, 16, 16), groups: int = 4) ->
 def tiny_causal_vae(seed: int = 0, **overrides) -> CausalVideoVAE:
     torch.manual_seed(seed)
     return CausalVideoVAE.from_config(tiny_config(**overrides)).eval()
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The `kinema` root command with every installed plugin's commands."""
+    from kinema.core.cli import build_cli
+
+    return build_cli()
+
+
+@pytest.fixture(scope="session")
+def vae_dir(tmp_path_factory):
+    """A saved tiny CausalVideoVAE folder."""
+    folder = tmp_path_factory.mktemp("vae") / "tiny"
+    tiny_causal_vae().save_pretrained(folder)
+    return folder

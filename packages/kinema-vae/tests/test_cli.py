@@ -1,23 +1,9 @@
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
-from conftest import tiny_autoencoder_kl, tiny_causal_vae
+from conftest import tiny_autoencoder_kl
 
-from kinema.core.cli import build_cli
-
-
-@pytest.fixture(scope="module")
-def cli():
-    return build_cli()
-
-
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("vae") / "tiny"
-    tiny_causal_vae().save_pretrained(folder)
-    return folder
 
 
 def test_reconstruct_writes_videos_and_prints_a_table(cli, vae_dir, clips, tmp_path):

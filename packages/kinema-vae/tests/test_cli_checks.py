@@ -8,20 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import tiny_causal_vae
 
-from kinema.core.cli import build_cli
 from kinema.vae import output_paths
-
-
-@pytest.fixture(scope="module")
-def cli():
-    return build_cli()
-
-
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("vae") / "tiny"
-    tiny_causal_vae().save_pretrained(folder)
-    return folder
 
 
 def _error_line(res) -> str:

@@ -7,27 +7,13 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import tiny_causal_vae
 
-from kinema.core.cli import build_cli
 from kinema.core.video import probe_video, read_video, to_float, to_uint8
 from kinema.vae.data import load_clip
 from kinema.vae.interface import format_video_shape
 from kinema.vae.loading import load_vae
 from kinema.vae.metrics import psnr, ssim
-from kinema.vae.progress import progress_bar
-
-
-@pytest.fixture(scope="module")
-def cli():
-    return build_cli()
-
-
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("vae") / "tiny"
-    tiny_causal_vae().save_pretrained(folder)
-    return folder
+from kinema.core.progress import progress_bar
 
 
 def _unit(video):  # [3,T,H,W] in [-1,1] -> [3,T,H,W] in [0,1], quantised as the written file is
@@ -120,5 +106,5 @@ class _Terminal(io.StringIO):
 def test_bar_by_default_only_on_a_terminal(monkeypatch):
     for stream, expect_bar in ((_Terminal(), True), (io.StringIO(), False)):
         monkeypatch.setattr(sys, "stderr", stream)
-        assert list(progress_bar(range(3), None, "clips")) == [0, 1, 2]
+        assert list(progress_bar(range(3), desc="clips", enabled=None)) == [0, 1, 2]
         assert ("clips: 100%" in stream.getvalue()) is expect_bar

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+from kinema.core.progress import progress_bar
 from torch.utils.data import DataLoader
 
 from .datasets import VideoTextDataset
-from .progress import progress_bar
 from .shards import FeatureShardWriter
 
 

@@ -28,9 +28,9 @@ from typing import Any
 import pandas as pd
 
 from kinema.core import KinemaError
+from kinema.core.progress import progress_bar
 
 from . import lifeline
-from .progress import progress_bar
 from .stage import Stage
 from .table import read_table, write_table
 

@@ -49,7 +49,7 @@ def _shard_list(output_dir) -> list[Path]:
 def write_clip_shards(table: pd.DataFrame, output_dir: str | os.PathLike, max_count: int = 1000,
                       progress: bool = False) -> list[Path]:
     """One sample per row: the file's bytes under its extension, and a json with text + metadata."""
-    from .progress import progress_bar
+    from kinema.core.progress import progress_bar
 
     writer = _writer(output_dir, max_count)
     rows = progress_bar(table.to_dict("records"), total=len(table), desc="shards", unit="clip", enabled=progress)

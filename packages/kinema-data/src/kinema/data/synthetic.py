@@ -60,7 +60,7 @@ def write_dataset(n: int, output_dir: str | os.PathLike, seed: int = 0, size: in
     """Write clips and ``meta.csv`` (Open-Sora columns + ground truth); returns the table's path."""
     from kinema.core.video import write_video
 
-    from .progress import progress_bar
+    from kinema.core.progress import progress_bar
     from .table import write_table
 
     n = check_number(n, "num_videos", minimum=1, maximum=MAX_VIDEOS, integer=True, fix="write -n 100, say")

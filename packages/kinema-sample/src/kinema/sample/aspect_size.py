@@ -11,21 +11,15 @@ import math
 
 from kinema.core import KinemaError
 
+from .sizes import ratio_value
+
 MIN_RATIO, MAX_RATIO = 1 / 8, 8.0
 
 
 def parse_ratio(text: str) -> float:
     """``"9:16"`` (height:width, as Open-Sora writes it) or ``"0.56"`` (height/width) -> height / width."""
-    raw = str(text).strip()
-    try:
-        if ":" in raw:
-            h, w = raw.split(":", 1)
-            value = float(h) / float(w)
-        else:
-            value = float(raw)
-    except (ValueError, ZeroDivisionError):
-        value = math.nan
-    if not (math.isfinite(value) and MIN_RATIO <= value <= MAX_RATIO):
+    value = ratio_value(text)
+    if value is None or not (math.isfinite(value) and MIN_RATIO <= value <= MAX_RATIO):
         raise KinemaError(f"--aspect-ratio {text!r} is not a height:width ratio between 1:8 and 8:1; write it "
                           "like 9:16 (landscape), 1:1 or 0.75")
     return value

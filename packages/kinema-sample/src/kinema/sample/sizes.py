@@ -12,17 +12,21 @@ from kinema.core.aspect import ASPECT_RATIOS
 DEFAULT_ASPECT_RATIO = "9:16"
 
 
-def ratio_key(aspect_ratio: str, table: dict[str, tuple[int, int]]) -> str:
-    """``"9:16"`` or ``"0.56"`` -> the table key (nearest height/width within 0.01)."""
+def ratio_value(aspect_ratio: str) -> float | None:
+    """``"9:16"`` (height:width) or ``"0.56"`` (height/width) -> height / width; None if it is neither."""
     text = str(aspect_ratio).strip()
     try:
         if ":" in text:
             h, w = text.split(":", 1)
-            value = float(h) / float(w)
-        else:
-            value = float(text)
+            return float(h) / float(w)
+        return float(text)
     except (ValueError, ZeroDivisionError):
-        value = None
+        return None
+
+
+def ratio_key(aspect_ratio: str, table: dict[str, tuple[int, int]]) -> str:
+    """``"9:16"`` or ``"0.56"`` -> the table key (nearest height/width within 0.01)."""
+    value = ratio_value(aspect_ratio)
     if value is not None:
         key = min(table, key=lambda k: abs(float(k) - value))
         if abs(float(key) - value) <= 0.01:

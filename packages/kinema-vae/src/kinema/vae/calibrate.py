@@ -15,7 +15,7 @@ import torch
 from kinema.core import KinemaError
 
 from .data import load_clip
-from .progress import progress_bar
+from kinema.core.progress import progress_bar
 
 
 @torch.no_grad()
@@ -27,7 +27,7 @@ def latent_statistics(vae, paths: list[Path], num_frames: int, resolution: int, 
     if not paths:
         raise KinemaError("no clips to measure; give at least one video")
     count, total, total_sq = 0, 0.0, 0.0
-    for i in progress_bar(range(0, len(paths), batch_size), progress, "calibrate", unit="batch"):
+    for i in progress_bar(range(0, len(paths), batch_size), desc="calibrate", enabled=progress, unit="batch"):
         x = torch.stack([load_clip(p, num_frames, resolution) for p in paths[i : i + batch_size]])
         z = vae.encode(x.to(vae.dtype)).latent_dist.mode().double()
         per_channel = z.transpose(0, 1).reshape(z.shape[1], -1)

@@ -15,7 +15,7 @@ from kinema.core.validate import BoundedInt, FiniteFloat, check_number
 from .data import list_videos, load_clip
 from .metrics import format_table, video_metrics
 from .output_paths import check_model_folder, check_output_file, check_output_folder
-from .progress import note, progress_bar
+from kinema.core.progress import note, progress_bar
 
 # clips are cropped to multiples of the VAE's compression (8 px), and SSIM's window needs 11 px: 16 is the least
 MIN_RESOLUTION = 16
@@ -154,7 +154,7 @@ def reconstruct_command(src, out, vae_path, micro_batch_size, attn, tiling, fram
     lpips = _lpips(lpips_backbone, lpips_linear)
     vae = _load(vae_path, attn, micro_batch_size, tiling)
     rows = []
-    for path, target in zip(progress_bar(paths, progress, "reconstruct"), targets):
+    for path, target in zip(progress_bar(paths, desc="reconstruct", enabled=progress, unit="clip"), targets):
         clip, recon = _reconstruct(vae, path, frames, resolution, frame_policy, sample)
         video = torch.cat([clip, recon], dim=-1) if side_by_side else recon  # [3,T,H,W]: W is the last dim
         write_video(target, to_uint8(video), probe_video(path).fps)
@@ -183,7 +183,7 @@ def eval_command(src, vae_path, reconstructed, micro_batch_size, attn, tiling, f
     rows = []
     if vae_path:
         vae = _load(vae_path, attn, micro_batch_size, tiling)
-        for path in progress_bar(paths, progress, "eval"):
+        for path in progress_bar(paths, desc="eval", enabled=progress, unit="clip"):
             clip, recon = _reconstruct(vae, path, frames, resolution, frame_policy, sample=False)
             rows.append((path.name, video_metrics(_to_unit(clip), _to_unit(recon), lpips)))
     else:
@@ -191,7 +191,7 @@ def eval_command(src, vae_path, reconstructed, micro_batch_size, attn, tiling, f
         if len(recs) != len(paths):
             raise KinemaError(f"{len(paths)} videos in {src!r} but {len(recs)} in {reconstructed!r}; pairs are "
                            "matched by sorted name, so both folders need the same clips")
-        for real_path, rec_path in progress_bar(list(zip(paths, recs)), progress, "eval"):
+        for real_path, rec_path in progress_bar(list(zip(paths, recs)), desc="eval", enabled=progress, unit="clip"):
             rec = load_clip(rec_path, frames or None, resolution or None)
             real = load_clip(real_path, rec.shape[1], resolution or None)
             rows.append((real_path.name, video_metrics(_to_unit(real), _to_unit(rec), lpips)))
