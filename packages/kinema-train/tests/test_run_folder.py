@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from tiny import tiny_config
 from trackers_readback import tensorboard_events, wandb_history
 
+from kinema.core import KinemaError
 from kinema.core.video import read_video
 from kinema.train.cli import train_command
 from kinema.train.config import load_config
@@ -117,3 +118,16 @@ def test_help_names_the_config_sections_and_where_they_are_documented():
                     "logging", "vae_loss"):
         assert re.search(rf"^\s+{section}\s", res.output, re.M), section
     assert "README" in res.output and "--print-config" in res.output
+
+
+def test_a_missing_tracker_is_named_before_the_run_folder_is_touched(tmp_path, monkeypatch):
+    import importlib.util
+
+    from kinema.train.trainer import Trainer
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    cfg = tiny_config(tmp_path / "run", "STDiT2", logging={"tensorboard": True})
+    with pytest.raises(KinemaError, match=r"pip install 'kinema-train\[tensorboard\]'"):
+        Trainer(cfg)
+    assert not (tmp_path / "run").exists()  # nothing half-started blocks the next run in this folder

@@ -28,6 +28,7 @@ from .components import (
 )
 from .config import TrainConfig, validate
 from .config_rules import field_problems
+from .tracking import check_trackers_installed
 
 # "owner/name": what transformers fetches from the Hugging Face hub when no such local folder exists
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -48,6 +49,7 @@ def check_config(cfg: TrainConfig) -> list[str]:
     if wrong:  # a value of the wrong type or range: the checks below would read it as what it is not
         return wrong
     attempt(validate, cfg)
+    attempt(check_trackers_installed, cfg.logging)
     if cfg.task == "vae":
         return problems + vae_task_problems(cfg, attempt)
     model = attempt(model_skeleton, cfg)

@@ -148,3 +148,14 @@ def build_trackers(logging_cfg, folder: str | os.PathLike, config: dict, start_s
         trackers.append(WandbTracker(folder, logging_cfg.wandb_project, logging_cfg.wandb_mode, config,
                                      name=folder.resolve().name))
     return Trackers(trackers)
+
+
+def check_trackers_installed(logging_cfg) -> None:
+    """The trackers a config asks for are installed: checked before the run folder is touched, so a missing
+    extra does not leave a half-started run behind (looked up, not imported: both imports are slow)."""
+    from importlib.util import find_spec
+
+    if logging_cfg.tensorboard and find_spec("tensorboard") is None:
+        raise KinemaError("logging.tensorboard=true needs TensorBoard: pip install 'kinema-train[tensorboard]'")
+    if logging_cfg.wandb and find_spec("wandb") is None:
+        raise KinemaError("logging.wandb=true needs Weights & Biases: pip install 'kinema-train[wandb]'")

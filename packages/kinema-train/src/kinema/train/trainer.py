@@ -35,7 +35,7 @@ from .lr_schedule import lr_factor
 from .masking import MaskGenerator
 from .metrics import MetricsLogger
 from .runlog import RunLog
-from .tracking import Trackers, build_trackers
+from .tracking import Trackers, build_trackers, check_trackers_installed
 from .parallelize import clip_gradients, data_parallel, parallelize, sync_gradients
 from .tensor_parallel import local_from_dense, to_dense
 
@@ -66,6 +66,7 @@ class Trainer:
         torch.manual_seed(cfg.optim.seed)  # identical dense init on every rank
         random.seed(cfg.optim.seed)
         self.device = self.ctx.device
+        check_trackers_installed(cfg.logging)
         self._claim_run_folder()  # before any model is built: a folder holds one run
 
         self._build_task()
