@@ -13,22 +13,17 @@ import csv
 
 import torch
 
-from kinema.core.shapes import COLOURS, SHAPES, analyse
 from kinema.core.video import read_video, to_float, to_uint8
+from kinema.sample.adherence import ATTRIBUTES, PromptCase, score_videos, summarise, summarise_by_value
 from kinema.vae.loading import load_vae
 
-ATTRIBUTES = ("colour", "shape", "direction")
 
-
-def score(rows: list[dict], videos) -> str:
-    found = [analyse(to_uint8(video)) for video in videos]
-    overall = {a: sum(f[a] == r[a] for f, r in zip(found, rows)) / len(rows) for a in ATTRIBUTES}
-    per = {}
-    for attribute, names in (("colour", COLOURS), ("shape", SHAPES)):
-        for name in names:
-            asked = [f[attribute] == name for f, r in zip(found, rows) if r[attribute] == name]
-            if asked:
-                per[name] = sum(asked) / len(asked)
+def score(cases: list[PromptCase], videos) -> str:
+    """One line: overall accuracy, then per asked colour and shape (eval adherence's scoring, on clips)."""
+    rows = score_videos(cases, [to_uint8(video) for video in videos])
+    overall = summarise(rows)["all"]
+    by_value = summarise_by_value(rows)
+    per = {name: s[key] for key in ("colour", "shape") for name, s in by_value[key].items() if s["n"]}
     return ("  ".join(f"{a} {overall[a]:6.1%}" for a in ATTRIBUTES) + "   per colour/shape: "
             + " ".join(f"{name} {value:.0%}" for name, value in per.items()))
 
@@ -44,8 +39,9 @@ def main() -> None:
 
     with open(args.table, newline="") as f:
         rows = list(csv.DictReader(f))[: args.clips]
+    cases = [PromptCase(r.get("text", ""), r["colour"], r["shape"], r["direction"], held_out=False) for r in rows]
     clips = torch.stack([to_float(read_video(r["path"]).frames) for r in rows])
-    print(f"{'as made':28s}", score(rows, clips))
+    print(f"{'as made':28s}", score(cases, clips))
     for path in args.vaes:
         vae = load_vae(path).eval()
         with torch.no_grad():
@@ -55,7 +51,7 @@ def main() -> None:
                 error = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
                 noisy = z + noise * vae.scaling_factor * error
                 decoded = torch.cat([vae.decode_video(b) for b in noisy.split(args.batch_size)]).clamp(-1, 1)
-                print(f"{path[-20:]:>20s} +{noise:.1f} std", score(rows, decoded), flush=True)
+                print(f"{path[-20:]:>20s} +{noise:.1f} std", score(cases, decoded), flush=True)
 
 
 if __name__ == "__main__":
