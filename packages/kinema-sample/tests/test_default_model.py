@@ -133,14 +133,19 @@ def test_vae_keeps_colours_apart_by_more_than_the_dits_error(pipe):
 def test_vae_keeps_squares_square(pipe):
     # the DiT cannot draw sharper corners than the VAE decodes: a small square (8 px, 2 x 2 latents) whose
     # corners the decoder rounds off is read as a circle. 48 squares of the synthetic set, sizes and places
-    # drawn at random; the earlier VAE (hidden 8, 4 latent channels) kept 75% of them square, this one 83%.
+    # drawn at random, decoded from their latents as they are and with 0.4 std of error (the DiT's): the earlier
+    # VAE (hidden 8, 4 latent channels) kept 75% of them square, the stage-3 VAE of the recipe 83% / 88%, this
+    # one (its decoder retrained under latent noise 0.8) 88% / 90%.
     rng = random.Random(0)
     specs = [dataclasses.replace(random_spec(rng, 17, 32, 32), shape="square") for _ in range(48)]
     video = torch.stack([to_float(torch.from_numpy(render(spec))) for spec in specs])
     with torch.no_grad():
-        decoded = pipe.vae.decode_video(pipe.vae.encode_video(video, sample=False)).clamp(-1, 1)
-    squares = sum(analyse(to_uint8(clip_))["shape"] == "square" for clip_ in decoded)
-    assert squares / len(specs) >= 0.8
+        z = pipe.vae.encode_video(video, sample=False)
+        for noise in (0.0, 0.4):
+            error = noise * torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+            decoded = pipe.vae.decode_video(z + error).clamp(-1, 1)
+            squares = sum(analyse(to_uint8(clip_))["shape"] == "square" for clip_ in decoded)
+            assert squares / len(specs) >= 0.85, noise
 
 
 def test_without_a_default_model_the_error_says_how_to_get_one(monkeypatch, tmp_path):

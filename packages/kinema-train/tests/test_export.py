@@ -1,5 +1,5 @@
 import torch
-from tiny import tiny_config
+from tiny import MODELS, tiny_config
 
 from kinema.sample.pipeline import KinemaVideoPipeline
 from kinema.sample.pipeline_folder import read_index
@@ -50,3 +50,38 @@ def test_export_can_name_the_text_encoder_and_set_sampling_defaults(tmp_path):
         assert "unknown pipeline defaults ['frames']" in str(exc)
     else:
         raise AssertionError("an unknown default was accepted")
+
+
+def test_export_ships_a_retrained_decoder_only_when_it_keeps_the_latents(tmp_path):
+    """--vae: the transformer trained on one VAE's latents may ship with a decoder retrained on the same encoder
+    (`kinema vae train --decoder-only`), never with a VAE whose latents differ."""
+    import pytest
+
+    from kinema.core import KinemaError
+    from kinema.vae import CausalVideoVAE, tiny_config as tiny_vae_config
+    from kinema.vae.loading import load_vae
+
+    torch.manual_seed(0)
+    vae = CausalVideoVAE.from_config(tiny_vae_config())
+    vae.save_pretrained(tmp_path / "vae")
+    with torch.no_grad():  # a new decoder, the same encoder
+        for p in vae.decoder.parameters():
+            p.add_(0.1)
+    vae.save_pretrained(tmp_path / "new-decoder")
+    with torch.no_grad():
+        next(vae.encoder.parameters()).add_(0.1)
+    vae.save_pretrained(tmp_path / "new-encoder")
+
+    channels = vae.config.embed_dim
+    model = {"kwargs": {**MODELS["STDiT2"]["kwargs"], "in_channels": channels}}
+    cfg = tiny_config(tmp_path / "run", "STDiT2", model=model, optim={"ema_decay": 0.5, "max_steps": 1},
+                      vae={"name": "causal-video-vae", "pretrained": str(tmp_path / "vae")},
+                      data={"num_frames": 5})
+    Trainer(cfg).train()
+    step = tmp_path / "run" / "step-000000001"
+    out = export_pipeline(step, tmp_path / "pipe", vae=tmp_path / "new-decoder")
+    shipped, wanted = load_vae(out / "vae").state_dict(), load_vae(tmp_path / "new-decoder").state_dict()
+    assert all(torch.equal(shipped[k], wanted[k]) for k in wanted)
+    with pytest.raises(KinemaError, match="computes other latents than the VAE the checkpoint was trained with"):
+        export_pipeline(step, tmp_path / "bad", vae=tmp_path / "new-encoder")
+    assert not (tmp_path / "bad").exists()

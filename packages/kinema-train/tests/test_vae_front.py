@@ -113,3 +113,33 @@ def test_brief_training_beats_the_untrained_inflation_on_held_out_clips(trained)
     assert (run / "vae" / "config.json").is_file() and not (run / "vae.tmp").exists()
 
 
+
+
+def test_decoder_only_trains_the_decoder_and_keeps_every_latent(clips, tmp_path):
+    """`--decoder-only`: a diffusion model trained on the starting VAE's latents can use the new decoder as is."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(clips[2], data / clips[2].name)
+    tiny_causal_vae().save_pretrained(tmp_path / "init")
+    res = CliRunner().invoke(build_cli(), ["vae", "train", str(data), "-o", str(tmp_path / "out"), "--init",
+                                           str(tmp_path / "init"), "--decoder-only", "--steps", "3", "--frames", "5",
+                                           "--resolution", "16", "--lr", "1e-2", "--latent-noise", "0.4",
+                                           "--sample-every", "0", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    before, after = load_vae(tmp_path / "init"), load_vae(tmp_path / "out" / "vae")
+    clip = load_clip(clips[2], 5, 16)[None]
+    with torch.no_grad():
+        assert torch.equal(before.encode_video(clip, sample=False), after.encode_video(clip, sample=False))
+        z = before.encode_video(clip, sample=False)
+        assert not torch.allclose(before.decode_video(z), after.decode_video(z), atol=1e-3)
+    for name, weight in before.state_dict().items():
+        assert torch.equal(weight, after.state_dict()[name]) == name.startswith(("encoder.", "quant_conv.")), name
+
+
+def test_decoder_only_needs_a_trained_vae_to_start_from(clips, tmp_path):
+    res = CliRunner().invoke(build_cli(), ["vae", "train", str(tmp_path), "-o", str(tmp_path / "out"), "--config",
+                                           str(tmp_path / "vae.json"), "--decoder-only"])
+    assert res.exit_code != 0
+    assert res.output.strip() == ("Error: --decoder-only keeps a trained encoder: give the VAE folder to start from "
+                                  "with --init")
+    assert not (tmp_path / "out").exists()

@@ -100,6 +100,10 @@ def test_vae_task_errors_name_the_field_before_training(tmp_path):
         build_trainer(from_dict(values))
     with pytest.raises(KinemaError, match="task='gan' is not a training task"):
         build_trainer(from_dict({**vae_values(tmp_path), "task": "gan"}))
+    values = vae_values(tmp_path)
+    values["vae_loss"]["decoder_only"] = True  # a VAE built from its config has no trained encoder to keep
+    with pytest.raises(KinemaError, match=r"^vae_loss.decoder_only=true keeps a trained encoder: set vae.pretrained"):
+        build_trainer(from_dict(values))
     assert not (tmp_path / "metrics.csv").exists()
 
 

@@ -25,3 +25,31 @@ def test_latent_noise_passes_gradients_to_the_encoder_unchanged():
     z = torch.randn(4, 2, 1, 4, 4, requires_grad=True)
     noisy_latents(z, 0.5).sum().backward()
     assert torch.equal(z.grad, torch.ones_like(z))
+
+
+def _tiny_vaes():
+    from conftest import tiny_autoencoder_kl
+
+    from kinema.vae import CausalVideoVAE, FramewiseSDVAE, tiny_config
+
+    torch.manual_seed(0)
+    return [CausalVideoVAE.from_config(tiny_config()), FramewiseSDVAE.from_autoencoder_kl(tiny_autoencoder_kl())]
+
+
+def test_encoder_modules_are_exactly_what_computes_the_latents():
+    """`--decoder-only` freezes encoder_modules(): every weight the latents depend on, and none the decoder uses."""
+    for vae in _tiny_vaes():
+        frozen = {id(p) for m in vae.encoder_modules() for p in m.parameters()}
+        x = torch.randn(1, 3, 5, 16, 16)
+        vae.zero_grad()
+        posterior = vae.encode(x).latent_dist
+        (posterior.mean.square().sum() + posterior.std.square().sum()).backward()
+        used_by_encode = {id(p) for p in vae.parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        vae.zero_grad()
+        z = torch.randn_like(vae.encode(x).latent_dist.mean)
+        vae.decode(z).sample.square().sum().backward()
+        used_by_decode = {id(p) for p in vae.parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        name = type(vae).__name__
+        assert used_by_encode == frozen, name
+        assert not used_by_decode & frozen, name
+        assert used_by_decode | frozen == {id(p) for p in vae.parameters()}, name

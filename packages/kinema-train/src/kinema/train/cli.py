@@ -77,8 +77,11 @@ def _check(config: str, overrides: list[str]) -> None:
               help="Name the registered text encoder in model_index.json instead of copying its weights.")
 @click.option("--default", "defaults", multiple=True, metavar="KEY=VALUE",
               help="Sampling default of the pipeline (num_frames, height, width, fps, guidance_scale, ...).")
+@click.option("--vae", "vae_folder", type=click.Path(exists=True, file_okay=False),
+              help="Ship this VAE instead of the one the checkpoint was trained with; it must compute the same "
+                   "latents (a decoder retrained with `kinema vae train --decoder-only`).")
 def export_command(checkpoint: str, output: str, weights: str, text_encoder_by_name: bool,
-                   defaults: tuple[str, ...]) -> None:
+                   defaults: tuple[str, ...], vae_folder: str | None) -> None:
     """Write a training CHECKPOINT (a step-* folder) as a pipeline folder that `kinema sample --model` loads."""
     from .config import parse_override
     from .export import export_pipeline
@@ -88,5 +91,5 @@ def export_command(checkpoint: str, output: str, weights: str, text_encoder_by_n
         key, value = parse_override(item)
         values[".".join(key)] = value
     path = export_pipeline(checkpoint, output, weights=weights, text_encoder_by_name=text_encoder_by_name,
-                           defaults=values)
+                           defaults=values, vae=vae_folder)
     click.echo(f"wrote {path}")

@@ -141,6 +141,8 @@ class VaeLossConfig:
     disc_start: int = 2001
     disc_weight: float = 0.5
     latent_noise: float = 0.0  # decoder input noise in units of each latent channel's std (kinema.vae.train)
+    # train the decoder alone: the encoder stays frozen, so its latents (and any DiT trained on them) stay valid
+    decoder_only: bool = False
 
 
 @dataclass

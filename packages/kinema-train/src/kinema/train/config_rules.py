@@ -252,6 +252,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "disc_start": count(0, "the step the discriminator starts at"),
         "disc_weight": number(0, fix="0 disables the adversarial loss"),
         "latent_noise": number(0, fix="0 adds no noise"),
+        "decoder_only": flag(),
     },
 }
 

@@ -1,7 +1,8 @@
 """Export a training checkpoint as a diffusers-layout pipeline folder (`kinema sample --model` loads it).
 
 The transformer gets the EMA weights (default) or the raw ones; the scheduler, VAE and text encoder
-are rebuilt from the config stored in the checkpoint.
+are rebuilt from the config stored in the checkpoint. Another VAE may replace the trained-with one only if it
+computes the same latents: a decoder retrained on its own (`kinema vae train --decoder-only`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from .config import from_dict
 
 
 def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, weights: str = "ema",
-                    text_encoder_by_name: bool = False, defaults: dict | None = None) -> Path:
+                    text_encoder_by_name: bool = False, defaults: dict | None = None,
+                    vae: str | os.PathLike | None = None) -> Path:
     """``text_encoder_by_name``: the folder names the registered text encoder (text_encoder.name/kwargs of the
     config) instead of holding a copy of its weights. ``defaults``: the pipeline's sampling defaults
-    (num_frames, height, width, fps, guidance_scale, ...)."""
+    (num_frames, height, width, fps, guidance_scale, ...). ``vae``: a VAE folder to ship instead of the
+    trained-with one (checked to compute the same latents)."""
     from kinema.sample.pipeline import KinemaVideoPipeline
 
     path = Path(checkpoint)
@@ -30,6 +33,7 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
         raise KinemaError(f"{path} is not a complete checkpoint (no state.json); pass a step-* folder")
     cfg = from_dict(ckpt.load_meta(path)["config"])
     cfg.model.pretrained = None
+    pipeline_vae = build_vae(cfg.vae) if vae is None else _same_latents_vae(cfg, vae)
     with torch.random.fork_rng():
         model = build_model(cfg.model)
     state = ckpt.load_model_state(path)
@@ -51,8 +55,32 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
         # a transformers encoder is stored as diffusers stores one: the model and its tokenizer
         text_encoder, tokenizer = (built.model, built.tokenizer) if isinstance(built, HFTextEncoder) else (built, None)
     steps = {"num_inference_steps": objective.config.num_inference_steps}
-    pipe = KinemaVideoPipeline(transformer=model.eval(), scheduler=objective.sampler(), vae=build_vae(cfg.vae),
+    pipe = KinemaVideoPipeline(transformer=model.eval(), scheduler=objective.sampler(), vae=pipeline_vae,
                                text_encoder=text_encoder, tokenizer=tokenizer, defaults={**steps, **(defaults or {})},
                                prediction_type=objective.prediction_type, cfg_channel=objective.config.cfg_channel)
     pipe.save_pretrained(output)
     return Path(output)
+
+
+def _same_latents_vae(cfg, folder: str | os.PathLike):
+    """The VAE in ``folder``, if it computes exactly the latents the transformer was trained on: the same encoder
+    weights and the same calibration as the checkpoint's VAE (vae.pretrained), so only its decoder differs."""
+    trained_with, trained_with_folder = build_vae(cfg.vae), cfg.vae.pretrained
+    cfg.vae.pretrained = str(folder)
+    replacement = build_vae(cfg.vae)
+
+    def latent_side(v):
+        weights = [(i, name, tensor) for i, module in enumerate(v.encoder_modules())
+                   for name, tensor in module.state_dict().items()]
+        calibration = [getattr(v.config, key, None) for key in ("latents_mean", "latents_std", "scaling_factor")]
+        return weights, calibration
+
+    (old_weights, old_calibration), (new_weights, new_calibration) = latent_side(trained_with), latent_side(replacement)
+    same = (old_calibration == new_calibration and len(old_weights) == len(new_weights)
+            and all(a[:2] == b[:2] and a[2].shape == b[2].shape and torch.equal(a[2], b[2])
+                    for a, b in zip(old_weights, new_weights)))
+    if not same:
+        raise KinemaError(f"--vae {str(folder)!r} computes other latents than the VAE the checkpoint was trained with "
+                          f"({trained_with_folder!r}): its encoder or calibration differs. Only a decoder "
+                          "retrained with `kinema vae train --decoder-only` (then calibrated alike) can replace it")
+    return replacement

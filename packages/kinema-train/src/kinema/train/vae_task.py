@@ -23,14 +23,18 @@ from .trainer import Sample, Trainer, _sample_seed
 class VaeWithLoss(nn.Module):
     """VAE + loss; forward(x, step, generators) -> (loss to minimise, logged terms)."""
 
-    def __init__(self, vae: nn.Module, loss: nn.Module, latent_noise: float = 0.0):
+    def __init__(self, vae: nn.Module, loss: nn.Module, latent_noise: float = 0.0, decoder_only: bool = False):
         super().__init__()
-        self.vae, self.loss, self.latent_noise = vae, loss, latent_noise
+        self.vae, self.loss, self.latent_noise, self.decoder_only = vae, loss, latent_noise, decoder_only
+        if decoder_only:  # the trainer's optimizer and EMA then hold the decoder's weights only
+            for module in vae.encoder_modules():
+                module.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, step: int, generators: list[torch.Generator]):
         from kinema.vae.train import noisy_latents
 
-        posterior = self.vae.encode(x).latent_dist
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.decoder_only):
+            posterior = self.vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * _per_sample_noise(posterior.mean, generators)
         if self.latent_noise > 0:
             z = noisy_latents(z, self.latent_noise, _per_sample_noise(z, generators))
@@ -108,9 +112,13 @@ class VaeTrainer(Trainer):
         if cfg.parallel.tensor > 1 or cfg.parallel.sequence > 1:
             raise KinemaError(f"task=vae trains with data parallelism only; set parallel.tensor=1 and "
                               f"parallel.sequence=1 (got {cfg.parallel.tensor} and {cfg.parallel.sequence})")
+        if cfg.vae_loss.decoder_only and not cfg.vae.pretrained:
+            raise KinemaError("vae_loss.decoder_only=true keeps a trained encoder: set vae.pretrained to the VAE "
+                              "folder to start from")
         vae = build_vae_to_train(cfg)
         check_vae_fits_data(cfg, vae)
-        self.model = VaeWithLoss(vae, build_vae_loss(cfg), cfg.vae_loss.latent_noise).float().to(self.device)
+        self.model = VaeWithLoss(vae, build_vae_loss(cfg), cfg.vae_loss.latent_noise,
+                                 cfg.vae_loss.decoder_only).float().to(self.device)
         self.scheduler = self.vae = self.text_encoder = self.masks = None
         self._fixed_clips = None
 

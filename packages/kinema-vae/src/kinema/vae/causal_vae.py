@@ -358,6 +358,10 @@ class CausalVideoVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
         """The weight the adaptive GAN weight is measured on (decoder.conv_out)."""
         return self.decoder.conv_out.conv.weight
 
+    def encoder_modules(self) -> tuple[nn.Module, ...]:
+        """The modules that compute the latents (frozen when only the decoder is trained)."""
+        return self.encoder, self.quant_conv
+
     # --------------------------------------------------------------------- shapes
 
     def latent_size(self, size: tuple[int, int, int]) -> tuple[int, int, int]:

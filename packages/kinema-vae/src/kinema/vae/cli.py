@@ -242,6 +242,9 @@ def inflate_command(sd_vae, out, init, attn):
 @click.option("--latent-noise", type=FiniteFloat(0, None), default=0.0, show_default=True,
               help="Gaussian noise added to the latents before decoding, in units of each channel's std: "
                    "keeps what the decoder must tell apart further apart than a diffusion model's error.")
+@click.option("--decoder-only", is_flag=True,
+              help="Train the decoder alone (from --init): the encoder is frozen, so its latents, their calibration "
+                   "and a diffusion model trained on them stay valid.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-every", type=BoundedInt(1), default=None,
               help="Steps between checkpoints (default: a tenth of --steps).")
@@ -254,8 +257,8 @@ def inflate_command(sd_vae, out, init, attn):
               help="Any other key of the shared training config, e.g. logging.tensorboard=true or "
                    "optim.ema_decay=0.999.")
 def train_command(data, out, init_path, config_path, steps, batch_size, frames, resolution, lr, kl_weight, rec_loss,
-                  disc, disc_start, perceptual, lpips_backbone, lpips_linear, latent_noise, seed, checkpoint_every,
-                  sample_every, resume, progress, overrides):
+                  disc, disc_start, perceptual, lpips_backbone, lpips_linear, latent_noise, decoder_only, seed,
+                  checkpoint_every, sample_every, resume, progress, overrides):
     """Train a video VAE on the videos under DATA, on kinema-train's shared trainer.
 
     A thin front: it builds a `task: vae` training config (OUT/config.yaml shows it) and runs it, so the run
@@ -264,6 +267,8 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
     gradient norm clipped at 1.0."""
     if bool(init_path) == bool(config_path):
         raise KinemaError("give exactly one of --init VAE_FOLDER or --config CONFIG.json")
+    if decoder_only and not init_path:
+        raise KinemaError("--decoder-only keeps a trained encoder: give the VAE folder to start from with --init")
     try:
         from kinema.train.config import apply_overrides, from_dict, validate
         from kinema.train.trainer import run
@@ -282,7 +287,7 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
         "vae_loss": {"kl_weight": kl_weight, "reconstruction": rec_loss, "perceptual": perceptual,
                      "lpips_backbone": lpips_backbone, "lpips_linear": lpips_linear,
                      "discriminator": None if disc == "none" else disc, "disc_start": disc_start,
-                     "latent_noise": latent_noise},
+                     "latent_noise": latent_noise, "decoder_only": decoder_only},
         "checkpoint": {"dir": str(out), "every": checkpoint_every or max(1, steps // 10),
                        "resume": "latest" if resume else None},
         "logging": {"every": every, "sample_every": max(1, steps // 5) if sample_every is None else sample_every,

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 from diffusers import AutoencoderKL
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput
@@ -132,6 +133,10 @@ class FramewiseSDVAE(VideoVAEMixin, ModelMixin, ConfigMixin):
 
     def get_last_layer(self) -> torch.Tensor:
         return self.module.decoder.conv_out.weight
+
+    def encoder_modules(self) -> tuple[nn.Module, ...]:
+        """The modules that compute the latents (frozen when only the decoder is trained)."""
+        return self.module.encoder, self.module.quant_conv
 
     def latent_size(self, size: tuple[int, int, int]) -> tuple[int, int, int]:
         t, h, w = size

@@ -5,7 +5,8 @@
     vae.latent_size((T, H, W))     # -> (t, h, w)
 
 plus diffusers-style `encode(x).latent_dist` / `decode(z).sample`, `scaling_factor`,
-`latent_channels`, `temporal_compression`, `spatial_compression` and tiling/slicing switches.
+`latent_channels`, `temporal_compression`, `spatial_compression` and tiling/slicing switches; for training,
+`get_last_layer()` (the adaptive GAN weight's reference) and `encoder_modules()` (what computes the latents).
 """
 
 from __future__ import annotations
