@@ -62,25 +62,24 @@ def export_pipeline(checkpoint: str | os.PathLike, output: str | os.PathLike, we
     return Path(output)
 
 
+def _latent_side(vae) -> tuple[dict, list]:
+    """What a VAE's latents depend on: the tensors of its encoder modules and its calibration."""
+    tensors = {f"{i}.{name}": tensor for i, module in enumerate(vae.encoder_modules())
+               for name, tensor in module.state_dict().items()}
+    return tensors, [getattr(vae.config, key, None) for key in ("latents_mean", "latents_std", "scaling_factor")]
+
+
 def _same_latents_vae(cfg, folder: str | os.PathLike):
     """The VAE in ``folder``, if it computes exactly the latents the transformer was trained on: the same encoder
     weights and the same calibration as the checkpoint's VAE (vae.pretrained), so only its decoder differs."""
-    trained_with, trained_with_folder = build_vae(cfg.vae), cfg.vae.pretrained
-    cfg.vae.pretrained = str(folder)
-    replacement = build_vae(cfg.vae)
+    import dataclasses
 
-    def latent_side(v):
-        weights = [(i, name, tensor) for i, module in enumerate(v.encoder_modules())
-                   for name, tensor in module.state_dict().items()]
-        calibration = [getattr(v.config, key, None) for key in ("latents_mean", "latents_std", "scaling_factor")]
-        return weights, calibration
-
-    (old_weights, old_calibration), (new_weights, new_calibration) = latent_side(trained_with), latent_side(replacement)
-    same = (old_calibration == new_calibration and len(old_weights) == len(new_weights)
-            and all(a[:2] == b[:2] and a[2].shape == b[2].shape and torch.equal(a[2], b[2])
-                    for a, b in zip(old_weights, new_weights)))
+    replacement = build_vae(dataclasses.replace(cfg.vae, pretrained=str(folder)))
+    (old, old_calibration), (new, new_calibration) = _latent_side(build_vae(cfg.vae)), _latent_side(replacement)
+    same = old_calibration == new_calibration and old.keys() == new.keys() and all(
+        old[k].shape == new[k].shape and torch.equal(old[k], new[k]) for k in old)
     if not same:
         raise KinemaError(f"--vae {str(folder)!r} computes other latents than the VAE the checkpoint was trained with "
-                          f"({trained_with_folder!r}): its encoder or calibration differs. Only a decoder "
+                          f"({cfg.vae.pretrained!r}): its encoder or calibration differs. Only a decoder "
                           "retrained with `kinema vae train --decoder-only` (then calibrated alike) can replace it")
     return replacement
