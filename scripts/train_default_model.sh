@@ -18,6 +18,9 @@
 #
 # On a busy 2-core machine OMP_NUM_THREADS=1 is faster than letting two processes fight for the cores.
 set -euo pipefail
+# one block, read whole before it runs: editing this file while it runs (bash reads scripts as it goes) cannot
+# change or break the run
+{
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/default-model}
 # seed 1 made the shipped model; seed 0's model follows prompts as well (see README) but, extending a clip of a
@@ -60,7 +63,8 @@ VAE_ARGS=(--batch-size 8 --frames 9 --resolution 32 --kl-weight 1e-6 --rec-loss 
 vae_stage() {
     local run="$OUT/$1"; shift
     done_already "$run/vae" && return
-    local resume=(); [ -e "$run/latest" ] && resume=(--resume)
+    # a stage stopped before its first checkpoint left only logs: they are moved aside and the stage starts over
+    local resume=(--set checkpoint.overwrite=true); [ -e "$run/latest" ] && resume=(--resume)
     kinema vae train "$OUT/vae-clips" -o "$run" "$@" "${resume[@]}"
 }
 vae_stage vae-stage1 --config configs/default-model/vae.json --steps 1500 --lr 3e-3 --seed "$SEED" \
@@ -101,7 +105,7 @@ fi
 # 16%, chance 12.5%) and learns it in phase 2 (3000 steps in: colour 94%, direction 60%).
 stage "STDiT2, phase 1: uniform noise levels"
 TRAIN_ARGS=(data.path="$OUT/features" vae.pretrained="$OUT/vae" checkpoint.dir="$OUT/stdit2" optim.seed="$SEED")
-RESUME=(); [ -e "$OUT/stdit2/latest" ] && RESUME=(checkpoint.resume=latest)
+RESUME=(checkpoint.overwrite=true); [ -e "$OUT/stdit2/latest" ] && RESUME=(checkpoint.resume=latest)
 kinema train configs/default-model/stdit2.yaml "${TRAIN_ARGS[@]}" "${RESUME[@]}"
 stage "STDiT2, phase 2: noise levels shifted towards high noise"
 kinema train configs/default-model/stdit2.yaml "${TRAIN_ARGS[@]}" checkpoint.resume=latest \
@@ -125,3 +129,5 @@ if [ "${SHIP:-0}" = 1 ]; then
     echo "shipped -> $dest"
 fi
 stage "done"
+exit
+}

@@ -10,8 +10,7 @@ from sample_runner import assert_one_line_error, kinema, png_header
 FAST = ["--steps", "1", "--num-frames", "5"]
 
 
-@pytest.fixture
-def never_generates(monkeypatch):
+def forbid_generating(monkeypatch):
     """Any call of the pipeline fails the test: refusals must come before generating."""
     from kinema.sample.pipeline import KinemaVideoPipeline
 
@@ -19,6 +18,11 @@ def never_generates(monkeypatch):
         raise AssertionError("the pipeline ran although the input should have been refused")
 
     monkeypatch.setattr(KinemaVideoPipeline, "__call__", fail)
+
+
+@pytest.fixture
+def never_generates(monkeypatch):
+    forbid_generating(monkeypatch)
 
 
 @pytest.mark.parametrize("args, needles", [
@@ -135,6 +139,28 @@ def test_output_where_nothing_can_be_written_is_refused(tmp_path, never_generate
                           "-o", "cannot write in '/sys'")
     (tmp_path / "file").write_text("")
     assert_one_line_error(kinema("sample", "a cat", "-o", "file/out.mp4", cwd=tmp_path), "-o", "cannot write in")
+
+
+def test_an_earlier_runs_videos_are_kept_unless_overwrite_is_asked(tmp_path, monkeypatch):
+    run = kinema("sample", "a cat", "-o", "out.mp4", *FAST, cwd=tmp_path)
+    assert run.exit_code == 0, run.output
+    first = (tmp_path / "out.mp4").read_bytes(), (tmp_path / "out.json").read_text()
+    with monkeypatch.context() as patched:
+        forbid_generating(patched)
+        assert_one_line_error(kinema("sample", "a dog", "-o", "out.mp4", *FAST, cwd=tmp_path),
+                              "-o", "out.mp4", "already exists", "--overwrite")
+        # a sidecar alone is an earlier run's too (out.gif's record would be replaced by out.mp4's)
+        (tmp_path / "other.json").write_text("{}")
+        assert_one_line_error(kinema("sample", "a dog", "-o", "other.mp4", *FAST, cwd=tmp_path),
+                              "other.json", "already exists")
+        # several videos: any of them taken stops the run
+        (tmp_path / "many_1.mp4").write_bytes(b"")
+        assert_one_line_error(kinema("sample", "-p", "a", "-p", "b", "-o", "many.mp4", *FAST, cwd=tmp_path),
+                              "many_1.mp4", "already exists")
+    assert ((tmp_path / "out.mp4").read_bytes(), (tmp_path / "out.json").read_text()) == first
+    run = kinema("sample", "a dog", "-o", "out.mp4", "--overwrite", *FAST, cwd=tmp_path)
+    assert run.exit_code == 0, run.output
+    assert '"a dog"' in (tmp_path / "out.json").read_text()
 
 
 def test_a_missing_output_folder_is_made(tmp_path):

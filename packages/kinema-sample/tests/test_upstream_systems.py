@@ -82,7 +82,7 @@ def test_opensora_1_1(tmp_path, monkeypatch):
     write_t5(tmp_path / "t5-v1_1-xxl")
     run_page("opensora-1.1.md", tmp_path, monkeypatch)
     assert frames_of("waterfall.mp4") == (16, 240, 424, 3)  # 240p 9:16 = 240x426 on the VAE's 8-pixel grid
-    assert frames_of("waterfall.png") == (1, 240, 424, 3)
+    assert frames_of("first-frame.png") == (1, 240, 424, 3)
     assert frames_of("from-image.mp4") == (16, 240, 424, 3)  # image-to-video
     assert frames_of("continued.mp4") == (16, 240, 424, 3)  # extension
     converted = json.loads(Path("stdit2-stage3/config.json").read_text())  # computes as released by default

@@ -3,6 +3,7 @@ step that exists, and a metrics.csv cut short never blocks a resume."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,24 @@ def test_overwrite_moves_the_old_run_aside_and_starts_over(tmp_path):
     assert _csv_steps(run) == [1, 2] and _latest_exists(run)
     resumed = Trainer(tiny_config(run, "STDiT", optim={"max_steps": 3}, checkpoint={"resume": "latest"}))
     assert resumed.step == 2 and len(resumed.train()) == 1
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_not_offered_for_resuming(tmp_path):
+    run = tmp_path / "r"
+    _train(run, optim={"max_steps": 2}, checkpoint={"every": 100})  # logs, and a checkpoint only at the end
+    for p in [run / "latest", *run.glob("step-*")]:
+        p.unlink() if p.is_file() else shutil.rmtree(p)  # as if stopped before it
+    with pytest.raises(KinemaError) as caught:
+        Trainer(tiny_config(run, "STDiT", optim={"max_steps": 2}))
+    text = str(caught.value)
+    assert "saved no checkpoint" in text and "metrics.csv" in text and "checkpoint.overwrite=true" in text
+    assert "resume=latest" not in text
+    with pytest.raises(KinemaError, match="no checkpoint to resume"):
+        Trainer(tiny_config(run, "STDiT", checkpoint={"resume": "latest"}))
+    with pytest.warns(UserWarning, match="moved to .*replaced-"):
+        _train(run, optim={"max_steps": 2}, checkpoint={"every": 1, "overwrite": True})
+    (old,) = run.glob("replaced-*")
+    assert _csv_steps(old) == [1, 2] and _csv_steps(run) == [1, 2] and _latest_exists(run)
 
 
 def test_overwrite_and_resume_together_are_refused():

@@ -77,9 +77,11 @@ def check_output_target(output: Path, field: str = "-o") -> None:
                           "choose a folder you can write to") from None
 
 
-def output_paths(output: Path, count: int, num_frames: int, numbered: bool = False) -> list[Path]:
+def output_paths(output: Path, count: int, num_frames: int, numbered: bool = False,
+                 overwrite: bool = False) -> list[Path]:
     """One path per video: ``out.mp4`` for one, ``out_0.mp4, out_1.mp4, ...`` for several (or always, when
-    ``numbered``: a grid takes ``out.mp4``); PNG for images."""
+    ``numbered``: a grid takes ``out.mp4``); PNG for images. Files already there (a video or its .json sidecar)
+    are an error unless ``overwrite``: an earlier run's videos are not replaced by accident."""
     suffix = output.suffix.lower()
     if num_frames == 1:
         if suffix != ".png":
@@ -92,9 +94,15 @@ def output_paths(output: Path, count: int, num_frames: int, numbered: bool = Fal
         paths = [output]
     else:
         paths = [output.with_name(f"{output.stem}_{i}{output.suffix}") for i in range(count)]
-    for path in paths + [output]:
+    targets = paths + [output] if numbered else paths
+    for path in targets:
         if path.is_dir() or path.with_suffix(".json").is_dir():
             raise KinemaError(f"-o: {str(path)!r} (or its .json sidecar) is a folder; choose another -o")
+    taken = [p for path in targets for p in (path, path.with_suffix(".json")) if p.exists()]
+    if taken and not overwrite:
+        more = f" (and {len(taken) - 1} more of this run's files)" if len(taken) > 1 else ""
+        raise KinemaError(f"-o: {str(taken[0])!r} already exists{more}; choose another -o, or pass --overwrite "
+                          "to replace it")
     return paths
 
 
@@ -229,6 +237,7 @@ def apply_sidecar(ctx: click.Context, options: dict, path: Path) -> int | None:
               'default setting, or "spatial=2,temporal=3,cross=5,start=0.1,end=0.9"')
 @click.option("--grid", is_flag=True,
               help="also write all videos side by side as one (at -o; the single videos get _0, _1, ...)")
+@click.option("--overwrite", is_flag=True, help="replace videos (and sidecars) already at -o's paths")
 @click.option("--from-sidecar", type=click.Path(path_type=Path), default=None,
               help="the .json written next to a video: make that video again (options given here override it)")
 def sample_command(**options):
@@ -241,7 +250,8 @@ def sample_command(**options):
 
 def run_sample(prompt, prompts, output, prompt_file, negative_prompt, model, batch_size, seed, num_frames, resolution,
                aspect_ratio, fps, scheduler, steps, cfg, reference, mask_strategy, loop, condition_frame_length,
-               device, dtype, vae_tiling, cpu_offload, compile_, attention_cache, grid, from_sidecar, keep=None):
+               device, dtype, vae_tiling, cpu_offload, compile_, attention_cache, grid, overwrite, from_sidecar,
+               keep=None):
     import torch
     from kinema.core.devices import resolve_device
     from kinema.core.video import write_video
@@ -285,7 +295,7 @@ def run_sample(prompt, prompts, output, prompt_file, negative_prompt, model, bat
     memory.check_fits(pipe, compute_device, "this request", batch, frames_per_clip, height, width, guidance > 1,
                       vae_tiling, loop)
     written = [keep] if keep is not None else list(range(len(prompts)))
-    paths = output_paths(output, len(written), frames_per_clip, numbered=grid)
+    paths = output_paths(output, len(written), frames_per_clip, numbered=grid, overwrite=overwrite)
     if compile_:
         pipe.compile_transformer()
     if cache_config is not None:

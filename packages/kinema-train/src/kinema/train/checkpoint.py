@@ -225,11 +225,16 @@ def claim_run_folder(root: str | os.PathLike, resume: Optional[str], overwrite: 
     if resume is not None and (resume == "latest" or Path(resume).resolve().parent == root.resolve()):
         return None
     if not overwrite:
+        names = ", ".join(p.name for p in contents[:3]) + (", ..." if len(contents) > 3 else "")
+        if not any(p.name == "latest" or p.name.startswith("step-") for p in contents):
+            # stopped before its first checkpoint: there is nothing to resume, only logs to keep
+            raise KinemaError(f"checkpoint.dir={str(root)!r} holds the logs of a run that saved no checkpoint "
+                              f"({names}), so it cannot be resumed; choose a new checkpoint.dir, or set "
+                              "checkpoint.overwrite=true to move them aside and start over")
         what = "resume it with checkpoint.resume=latest" if resume is None else \
             f"resume its own checkpoints (checkpoint.resume=latest) instead of {resume}"
-        raise KinemaError(f"checkpoint.dir={str(root)!r} already holds a run ({', '.join(p.name for p in contents[:3])}"
-                          f"{', ...' if len(contents) > 3 else ''}); {what}, choose a new checkpoint.dir, or set "
-                          "checkpoint.overwrite=true to move the old run aside and start over")
+        raise KinemaError(f"checkpoint.dir={str(root)!r} already holds a run ({names}); {what}, choose a new "
+                          "checkpoint.dir, or set checkpoint.overwrite=true to move the old run aside and start over")
     return root / time.strftime("replaced-%Y%m%d-%H%M%S", time.gmtime())
 
 
