@@ -95,8 +95,9 @@ def test_overwrite_moves_the_old_run_aside_and_starts_over(tmp_path):
 def test_a_run_stopped_before_its_first_checkpoint_is_not_offered_for_resuming(tmp_path):
     run = tmp_path / "r"
     _train(run, optim={"max_steps": 2}, checkpoint={"every": 100})  # logs, and a checkpoint only at the end
-    for p in [run / "latest", *run.glob("step-*")]:
-        p.unlink() if p.is_file() else shutil.rmtree(p)  # as if stopped before it
+    (run / "latest").unlink()  # as if stopped before it
+    for step in run.glob("step-*"):
+        shutil.rmtree(step)
     with pytest.raises(KinemaError) as caught:
         Trainer(tiny_config(run, "STDiT", optim={"max_steps": 2}))
     text = str(caught.value)
