@@ -143,3 +143,39 @@ def test_decoder_only_needs_a_trained_vae_to_start_from(clips, tmp_path):
     assert res.output.strip() == ("Error: --decoder-only keeps a trained encoder: give the VAE folder to start from "
                                   "with --init")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_finished_run_is_kept_unless_overwrite_moves_it_aside_vae_and_all(clips, tmp_path):
+    """A second `kinema vae train` into the same -o is refused in this command's words, before it writes anything;
+    --overwrite moves the old run aside with the VAE it trained, which a new run would otherwise replace."""
+    for i in (1, 2):
+        (tmp_path / f"data{i}").mkdir()
+        shutil.copy(clips[i], tmp_path / f"data{i}" / clips[i].name)
+    tiny_causal_vae().save_pretrained(tmp_path / "init")
+    out = tmp_path / "out"
+
+    def train(data, *extra):
+        return CliRunner().invoke(build_cli(), ["vae", "train", str(tmp_path / data), "-o", str(out), "--init",
+                                                str(tmp_path / "init"), "--steps", "2", "--frames", "5",
+                                                "--resolution", "16", "--lr", "1e-2", "--sample-every", "0",
+                                                "--no-progress", *extra])
+
+    assert train("data1").exit_code == 0
+    old_vae = (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    old_table = (out / "videos.csv").read_text()
+    res = train("data2")
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [
+        f"Error: -o={str(out)!r} already holds a run (latest, metrics.csv, step-000000001, ...); resume it with "
+        "--resume, choose a new -o, or pass --overwrite to move the old run aside and start over"]
+    assert (out / "videos.csv").read_text() == old_table  # nothing written
+    res = train("data2", "--resume", "--overwrite")
+    assert res.exit_code == 1 and "give one of them" in res.output
+
+    res = train("data2", "--overwrite")
+    assert res.exit_code == 0, res.output
+    (aside,) = out.glob("replaced-*")
+    assert (aside / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == old_vae
+    assert (aside / "latest").read_text() == "step-000000002" and (out / "latest").read_text() == "step-000000002"
+    assert (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() != old_vae
+    assert clips[2].name in (out / "videos.csv").read_text()

@@ -26,6 +26,7 @@ import random
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -198,9 +199,20 @@ def resolve_checkpoint(root: str | os.PathLike, which: str) -> Path:
 # one run per folder
 # ---------------------------------------------------------------------------------------------
 
-# what a run writes besides its step-* (and .tmp-step-*) folders; config.yaml is not among them, since a user may
-# keep the config they train with in the run folder (the trainer keeps a replaced one as config-before-step-*)
-RUN_FILES = ("latest", "metrics.csv", "train.log", "tensorboard", "wandb", "wandb-run-id", "samples")
+# what a run writes besides its step-* (and .tmp-step-*) folders, "vae" being the VAE task's trained VAE;
+# config.yaml is not among them, since a user may keep the config they train with in the run folder (the trainer
+# keeps a replaced one as config-before-step-*)
+RUN_FILES = ("latest", "metrics.csv", "train.log", "tensorboard", "wandb", "wandb-run-id", "samples", "vae")
+
+
+@dataclass(frozen=True)
+class RunFolderWords:
+    """How a front end names the run folder and its two ways on, in claim_run_folder's errors: a config's keys by
+    default; `kinema vae train` says -o, --resume and --overwrite."""
+
+    folder: str = "checkpoint.dir"
+    resume: str = "checkpoint.resume=latest"
+    overwrite: str = "set checkpoint.overwrite=true"
 
 
 def run_contents(root: str | os.PathLike) -> list[Path]:
@@ -213,7 +225,8 @@ def run_contents(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def claim_run_folder(root: str | os.PathLike, resume: Optional[str], overwrite: bool) -> Optional[Path]:
+def claim_run_folder(root: str | os.PathLike, resume: Optional[str], overwrite: bool,
+                     words: RunFolderWords = RunFolderWords()) -> Optional[Path]:
     """Refuse to mix two runs in ``root``; with ``overwrite``, move the old run aside (returns where to).
 
     Resuming (``latest``, or a step folder inside ``root``) continues the run there; any other start needs a
@@ -228,13 +241,13 @@ def claim_run_folder(root: str | os.PathLike, resume: Optional[str], overwrite: 
         names = ", ".join(p.name for p in contents[:3]) + (", ..." if len(contents) > 3 else "")
         if not any(p.name == "latest" or p.name.startswith("step-") for p in contents):
             # stopped before its first checkpoint: there is nothing to resume, only logs to keep
-            raise KinemaError(f"checkpoint.dir={str(root)!r} holds the logs of a run that saved no checkpoint "
-                              f"({names}), so it cannot be resumed; choose a new checkpoint.dir, or set "
-                              "checkpoint.overwrite=true to move them aside and start over")
-        what = "resume it with checkpoint.resume=latest" if resume is None else \
-            f"resume its own checkpoints (checkpoint.resume=latest) instead of {resume}"
-        raise KinemaError(f"checkpoint.dir={str(root)!r} already holds a run ({names}); {what}, choose a new "
-                          "checkpoint.dir, or set checkpoint.overwrite=true to move the old run aside and start over")
+            raise KinemaError(f"{words.folder}={str(root)!r} holds the logs of a run that saved no checkpoint "
+                              f"({names}), so it cannot be resumed; choose a new {words.folder}, or "
+                              f"{words.overwrite} to move them aside and start over")
+        what = f"resume it with {words.resume}" if resume is None else \
+            f"resume its own checkpoints ({words.resume}) instead of {resume}"
+        raise KinemaError(f"{words.folder}={str(root)!r} already holds a run ({names}); {what}, choose a new "
+                          f"{words.folder}, or {words.overwrite} to move the old run aside and start over")
     return root / time.strftime("replaced-%Y%m%d-%H%M%S", time.gmtime())
 
 

@@ -251,6 +251,9 @@ def inflate_command(sd_vae, out, init, attn):
 @click.option("--sample-every", type=BoundedInt(0), default=None,
               help="Steps between logged reconstructions with PSNR/SSIM (default: a fifth of --steps; 0: none).")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its latest checkpoint.")
+@click.option("--overwrite", is_flag=True,
+              help="Start over in an OUT that holds a run: the old run (checkpoints, logs, its vae/) is moved into "
+                   "OUT/replaced-<time>/.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: shown when stderr is a terminal).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -258,7 +261,7 @@ def inflate_command(sd_vae, out, init, attn):
                    "optim.ema_decay=0.999.")
 def train_command(data, out, init_path, config_path, steps, batch_size, frames, resolution, lr, kl_weight, rec_loss,
                   disc, disc_start, perceptual, lpips_backbone, lpips_linear, latent_noise, decoder_only, seed,
-                  checkpoint_every, sample_every, resume, progress, overrides):
+                  checkpoint_every, sample_every, resume, overwrite, progress, overrides):
     """Train a video VAE on the videos under DATA, on kinema-train's shared trainer.
 
     A thin front: it builds a `task: vae` training config (OUT/config.yaml shows it) and runs it, so the run
@@ -269,13 +272,17 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
         raise KinemaError("give exactly one of --init VAE_FOLDER or --config CONFIG.json")
     if decoder_only and not init_path:
         raise KinemaError("--decoder-only keeps a trained encoder: give the VAE folder to start from with --init")
+    if resume and overwrite:
+        raise KinemaError("--resume continues the run in OUT and --overwrite moves it aside: give one of them")
     try:
+        from kinema.train.checkpoint import RunFolderWords, claim_run_folder
         from kinema.train.config import apply_overrides, from_dict, validate
         from kinema.train.trainer import run
     except ImportError:
         raise KinemaError("kinema vae train runs on kinema-train's trainer: pip install kinema-train") from None
     vae: dict = {"pretrained": str(init_path)} if init_path else {"kwargs": _read_vae_config(config_path)}
-    table = _write_video_table(list_videos(data), Path(out))
+    videos = list_videos(data)
+    table = Path(out) / "videos.csv"
     every = max(1, steps // 20)
     values = {
         "task": "vae",
@@ -289,12 +296,17 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
                      "discriminator": None if disc == "none" else disc, "disc_start": disc_start,
                      "latent_noise": latent_noise, "decoder_only": decoder_only},
         "checkpoint": {"dir": str(out), "every": checkpoint_every or max(1, steps // 10),
-                       "resume": "latest" if resume else None},
+                       "resume": "latest" if resume else None, "overwrite": overwrite},
         "logging": {"every": every, "sample_every": max(1, steps // 5) if sample_every is None else sample_every,
                     "progress": sys.stderr.isatty() if progress is None else progress},
     }
     cfg = from_dict(apply_overrides(values, list(overrides)))
     validate(cfg)
+    # the trainer checks the run folder too, in its config's words; this check speaks this command's options and
+    # comes before the video table is written into OUT
+    claim_run_folder(cfg.checkpoint.dir, cfg.checkpoint.resume, cfg.checkpoint.overwrite,
+                     RunFolderWords(folder="-o", resume="--resume", overwrite="pass --overwrite"))
+    _write_video_table(videos, table)
     run(cfg)
     click.echo(f"wrote {Path(out) / 'vae'}")
 
@@ -306,22 +318,20 @@ def _read_vae_config(path: str) -> dict:
         raise KinemaError(f"cannot read config {path!r}: {exc}") from None
 
 
-def _write_video_table(paths: list[Path], out: Path) -> Path:
+def _write_video_table(paths: list[Path], table: Path) -> None:
     """The training videos as the table the shared trainer reads (path, text), written atomically in the run folder."""
     import csv
     import io
     import os
 
-    out.mkdir(parents=True, exist_ok=True)
+    table.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "text"])
     writer.writerows([str(p.resolve()), ""] for p in paths)
-    table = out / "videos.csv"
-    tmp = out / f".videos.csv.tmp-{os.getpid()}"
+    tmp = table.with_name(f".videos.csv.tmp-{os.getpid()}")
     tmp.write_text(buffer.getvalue())
     os.replace(tmp, table)
-    return table
 
 
 @vae_group.command("calibrate")
