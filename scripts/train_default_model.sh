@@ -64,7 +64,7 @@ vae_stage() {
     local run="$OUT/$1"; shift
     done_already "$run/vae" && return
     # a stage stopped before its first checkpoint left only logs: they are moved aside and the stage starts over
-    local resume=(--set checkpoint.overwrite=true); [ -e "$run/latest" ] && resume=(--resume)
+    local resume=(--overwrite); [ -e "$run/latest" ] && resume=(--resume)
     kinema vae train "$OUT/vae-clips" -o "$run" "$@" "${resume[@]}"
 }
 vae_stage vae-stage1 --config configs/default-model/vae.json --steps 1500 --lr 3e-3 --seed "$SEED" \
