@@ -147,7 +147,8 @@ def test_decoder_only_needs_a_trained_vae_to_start_from(clips, tmp_path):
 
 def test_a_finished_run_is_kept_unless_overwrite_moves_it_aside_vae_and_all(clips, tmp_path):
     """A second `kinema vae train` into the same -o is refused in this command's words, before it writes anything;
-    --overwrite moves the old run aside with the VAE it trained, which a new run would otherwise replace."""
+    --overwrite moves the old run aside with the VAE it trained and its video table, which a new run would otherwise
+    replace."""
     for i in (1, 2):
         (tmp_path / f"data{i}").mkdir()
         shutil.copy(clips[i], tmp_path / f"data{i}" / clips[i].name)
@@ -175,7 +176,9 @@ def test_a_finished_run_is_kept_unless_overwrite_moves_it_aside_vae_and_all(clip
     res = train("data2", "--overwrite")
     assert res.exit_code == 0, res.output
     (aside,) = out.glob("replaced-*")
+    assert f"the previous run in {out} was moved to {aside}" in res.output
     assert (aside / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == old_vae
+    assert (aside / "videos.csv").read_text() == old_table  # the old run keeps the videos it was trained on
     assert (aside / "latest").read_text() == "step-000000002" and (out / "latest").read_text() == "step-000000002"
     assert (out / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() != old_vae
     assert clips[2].name in (out / "videos.csv").read_text()

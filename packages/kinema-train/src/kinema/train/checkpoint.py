@@ -251,15 +251,16 @@ def claim_run_folder(root: str | os.PathLike, resume: Optional[str], overwrite: 
     return root / time.strftime("replaced-%Y%m%d-%H%M%S", time.gmtime())
 
 
-def move_run_aside(root: str | os.PathLike, aside: Path) -> Path:
-    """Move the old run's checkpoints and logs into ``aside`` (a new folder; a suffix if the name is taken)."""
+def move_run_aside(root: str | os.PathLike, aside: Path, also: tuple[str, ...] = ()) -> Path:
+    """Move the old run's checkpoints and logs into ``aside`` (a new folder; a suffix if the name is taken), with
+    the files named in ``also`` that a front end keeps in the run folder (`kinema vae train`'s videos.csv)."""
     target, n = aside, 1
     while target.exists():
         target, n = aside.with_name(f"{aside.name}-{n}"), n + 1
     target.mkdir(parents=True)
     root = Path(root)
-    configs = [root / "config.yaml", *root.glob("config-before-step-*.yaml")]  # the old run's, kept with it
-    for item in run_contents(root) + [p for p in configs if p.is_file()]:
+    kept = [root / "config.yaml", *root.glob("config-before-step-*.yaml"), *(root / name for name in also)]
+    for item in run_contents(root) + [p for p in kept if p.exists()]:
         os.replace(item, target / item.name)
     return target
 

@@ -275,7 +275,7 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
     if resume and overwrite:
         raise KinemaError("--resume continues the run in OUT and --overwrite moves it aside: give one of them")
     try:
-        from kinema.train.checkpoint import RunFolderWords, claim_run_folder
+        from kinema.train.checkpoint import RunFolderWords, claim_run_folder, move_run_aside
         from kinema.train.config import apply_overrides, from_dict, validate
         from kinema.train.trainer import run
     except ImportError:
@@ -303,9 +303,13 @@ def train_command(data, out, init_path, config_path, steps, batch_size, frames, 
     cfg = from_dict(apply_overrides(values, list(overrides)))
     validate(cfg)
     # the trainer checks the run folder too, in its config's words; this check speaks this command's options and
-    # comes before the video table is written into OUT
-    claim_run_folder(cfg.checkpoint.dir, cfg.checkpoint.resume, cfg.checkpoint.overwrite,
-                     RunFolderWords(folder="-o", resume="--resume", overwrite="pass --overwrite"))
+    # comes before the video table is written into OUT. With --overwrite the old run moves aside here, its video
+    # table with it (the trainer then finds no run to move)
+    aside = claim_run_folder(cfg.checkpoint.dir, cfg.checkpoint.resume, cfg.checkpoint.overwrite,
+                             RunFolderWords(folder="-o", resume="--resume", overwrite="pass --overwrite"))
+    if aside is not None:
+        moved = move_run_aside(out, aside, also=(table.name,))
+        click.echo(f"--overwrite: the previous run in {out} was moved to {moved}", err=True)
     _write_video_table(videos, table)
     run(cfg)
     click.echo(f"wrote {Path(out) / 'vae'}")
