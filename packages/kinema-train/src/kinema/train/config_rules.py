@@ -313,3 +313,14 @@ def check_relations(config) -> None:
     if c.resume and c.overwrite:
         raise KinemaError(f"checkpoint.resume={c.resume!r} and checkpoint.overwrite=true contradict each other; "
                           "resume the run or start it over, not both")
+    parallel = config.parallel
+    if o.mixed_precision == "bf16-params" and parallel.data != "fsdp":
+        raise KinemaError("optim.mixed_precision=bf16-params keeps fp32 master weights in FSDP2; "
+                          "set parallel.data=fsdp (it runs on one process too)")
+    if parallel.data == "fsdp" and (parallel.tensor > 1 or o.shard_optimizer):
+        raise KinemaError("parallel.data=fsdp shards weights and AdamW states itself and does not compose with "
+                          "megatron's tensor-parallel layers; use parallel.tensor=1 and optim.shard_optimizer=false "
+                          "(or parallel.data=ddp)")
+    if parallel.data == "fsdp" and parallel.sequence > 1:
+        raise KinemaError("parallel.data=fsdp with parallel.sequence > 1 is not supported yet; "
+                          "use parallel.data=ddp for sequence parallelism")
