@@ -2,13 +2,10 @@
 same global batch."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from two_processes import run_on_two_processes
 
 CASES = [(m, layout) for m in ("STDiT", "STDiT2") for layout in ("dp", "tp", "sp")] + [("STDiT2", "dp_zero"),
                                                                                      ("STDiT2", "fsdp")]
@@ -18,20 +15,8 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("parallel")
-    worker = Path(__file__).with_name("parallel_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(worker), str(out)] + [f"{m}:{layout}" for m, layout in CASES]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # a new session, so a timeout can kill torchrun's workers too, not only torchrun
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        pytest.fail(f"the 2-process run did not finish in 300 s:\n{stderr[-4000:]}")
-    assert proc.returncode == 0, stderr[-4000:]
+    run_on_two_processes(Path(__file__).with_name("parallel_worker.py"), str(out),
+                         *[f"{m}:{layout}" for m, layout in CASES])
     return {f.name: json.loads(f.read_text()) for f in out.glob("*.json")}
 
 

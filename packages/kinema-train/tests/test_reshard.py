@@ -2,14 +2,11 @@
 parallel with ZeRO-1, tensor parallel, or FSDP2), with the next losses those of the uninterrupted run."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tiny import tiny_config
+from two_processes import run_on_two_processes
 
 from kinema.train.trainer import Trainer
 
@@ -26,18 +23,7 @@ def one_process(tmp: Path, name: str, resume=None) -> Trainer:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reshard")
     uninterrupted = one_process(tmp, "one").train()  # 6 steps, checkpoints at 3 and 6
-    worker = Path(__file__).with_name("reshard_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(worker), str(tmp), str(tmp / "one" / "step-000000003")]
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        pytest.fail(f"the 2-process run did not finish in 300 s:\n{stderr[-4000:]}")
-    assert proc.returncode == 0, stderr[-4000:]
+    run_on_two_processes(Path(__file__).with_name("reshard_worker.py"), str(tmp), str(tmp / "one" / "step-000000003"))
     results = {f.stem: json.loads(f.read_text()) for f in tmp.glob("*.json")}
     resumed = one_process(tmp, "two_to_one", resume=tmp / "two" / "step-000000003")
     results["two_to_one"] = {"start": resumed.step, "losses": resumed.train()}
