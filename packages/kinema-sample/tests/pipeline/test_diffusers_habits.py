@@ -72,6 +72,22 @@ def test_cfg_cutoff_callback_turns_guidance_off_midway(pipe):
     assert pipe.num_timesteps == STEPS and pipe.guidance_scale == 0.0
 
 
+def test_a_callback_that_drops_prompts_is_refused_and_one_that_keeps_them_works(pipe):
+    """SDCFGCutoffCallback keeps prompt_embeds[-1:]: with two prompts both videos would follow the last one."""
+    prompts = ["a red car", "a blue boat"]
+    with pytest.raises(KinemaError, match=r"prompt_embeds with 1 rows after step 2 for 2 videos; keep 2 .* or 4 "):
+        _latents(pipe, prompt=prompts, callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5))
+
+    def cutoff(pipe, i, t, tensors):  # the conditional half, from step 2 on
+        if i + 1 != 2:
+            return {}
+        pipe._guidance_scale = 1.0
+        return {"prompt_embeds": tensors["prompt_embeds"][tensors["prompt_embeds"].shape[0] // 2:]}
+
+    assert _batch_sizes(pipe, prompt=prompts, callback_on_step_end=cutoff,
+                        callback_on_step_end_tensor_inputs=["prompt_embeds"]) == [4, 4, 2, 2]
+
+
 def test_prompt_embeds_give_what_the_prompt_gives(pipe):
     embeds = pipe.encode_prompt("a red car", do_classifier_free_guidance=True)
     from_embeds = _latents(pipe, prompt=None, prompt_embeds=embeds.prompt_embeds[:, 0],  # diffusers' [B, L, C]

@@ -533,6 +533,13 @@ class KinemaVideoPipeline(DiffusionPipeline):
                     state.update({k: v for k, v in changed.items() if k in state})
                     x = state["latents"]
                     rows = state["prompt_embeds"].shape[0]
+                    if rows not in (x.shape[0], 2 * x.shape[0]):
+                        raise KinemaError(
+                            f"callback_on_step_end left prompt_embeds with {rows} rows after step {i} for "
+                            f"{x.shape[0]} videos; keep {x.shape[0]} (conditional only) or {2 * x.shape[0]} "
+                            "(unconditional, then conditional); to turn guidance off midway with several prompts, "
+                            "keep the conditional half, prompt_embeds[rows // 2:] (diffusers' SDCFGCutoffCallback "
+                            "keeps one row: it is written for one prompt)")
                     if state["prompt_attention_mask"].shape[0] != rows:  # e.g. a CFG cut-off kept the last rows
                         state["prompt_attention_mask"] = state["prompt_attention_mask"][-rows:]
                 progress.update()
