@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from kinema.core import KinemaError
-from kinema.core.shapes import _gaussian_blur, _largest_blob, analyse
+from kinema.core.shapes import COLOURS, DIRECTIONS, _gaussian_blur, _largest_blob, analyse
 from kinema.core.video import read_video
 from kinema.data.synthetic import make_dataset
 
@@ -65,6 +65,24 @@ def test_excluded_combinations_are_never_drawn_and_others_are_unchanged(kinema_c
     assert result.exit_code == 0, result.output
     written = pd.read_csv(tmp_path / "meta.csv")
     assert not set(zip(written["colour"], written["shape"], written["direction"])) & {tuple(h.split(":")) for h in held}
+
+
+def test_a_set_of_one_shape_draws_only_it_and_keeps_the_clips_a_full_set_has(kinema_cli, tmp_path):
+    plain, _ = make_dataset(200, seed=3, num_frames=4)
+    squares, _ = make_dataset(200, seed=3, num_frames=4, shapes=["square"])
+    assert set(squares["shape"]) == {"square"}
+    assert set(squares["colour"]) == set(plain["colour"]) and set(squares["direction"]) == set(plain["direction"])
+    was_square = (plain["shape"] == "square").to_numpy()
+    assert 0 < was_square.sum() < 200
+    assert squares[was_square]["text"].tolist() == plain[was_square]["text"].tolist()  # redrawn only where needed
+    with pytest.raises(KinemaError, match="exclude leaves no"):
+        make_dataset(2, shapes=["square"], exclude=[f"{c}:square:{d}" for c in COLOURS for d in DIRECTIONS])
+    result = kinema_cli("data", "synth", "-n", 30, "-o", tmp_path, "--frames", 4, "--format", "gif",
+                        "--shape", "circle", "--shape", "triangle")
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(tmp_path / "meta.csv")["shape"]) == {"circle", "triangle"}
+    result = kinema_cli("data", "synth", "-n", 3, "-o", tmp_path / "x", "--shape", "star")
+    assert result.exit_code != 0 and "star" in result.output and "Traceback" not in result.output
 
 
 def test_numpy_blob_and_blur_match_opencv():

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from kinema.core import KinemaError, lookup
+from kinema.core.shapes import SHAPES
 from kinema.core.validate import MAX_SEED, BoundedInt, FiniteFloat
 
 from . import filters, synthetic
@@ -287,11 +288,13 @@ def caption_command(captioner, source, template, model, extra, **opts):
 @click.option("--format", "fmt", type=click.Choice(["mp4", "webp", "gif"]), default="mp4", show_default=True)
 @click.option("--exclude", multiple=True, metavar="COLOUR:SHAPE:DIRECTION",
               help="Never draw this combination (repeatable; held out to test generalisation).")
+@click.option("--shape", "shapes", multiple=True, type=click.Choice(SHAPES),
+              help="Draw only this shape (repeatable; default: every shape).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def synth_command(num_videos, output_dir, seed, size, num_frames, fmt, exclude, no_progress):
+def synth_command(num_videos, output_dir, seed, size, num_frames, fmt, exclude, shapes, no_progress):
     """Write the synthetic coloured-shapes set: clips + meta.csv with captions and ground truth."""
     table_path = synthetic.write_dataset(num_videos, output_dir, seed=seed, size=size, num_frames=num_frames,
-                                         ext=fmt, exclude=exclude, progress=not no_progress)
+                                         ext=fmt, exclude=exclude, shapes=shapes or None, progress=not no_progress)
     click.echo(f"{num_videos} clips -> {table_path}")
 
 

@@ -27,11 +27,25 @@ MAX_SIZE = 1024  # px; one clip is held in memory while it is written
 MAX_FRAMES = 1024
 
 
-def _samples(n: int, seed: int, num_frames: int, height: int, width: int, exclude) -> Iterator[tuple[dict, object]]:
-    """(row, clip) for samples 0..n-1, drawn one at a time so a large set never sits in memory."""
-    excluded = parse_combinations(exclude)
+def _excluded(exclude, shapes) -> frozenset[tuple[str, str, str]]:
+    """The combinations never drawn: those excluded, and every one of a shape not in ``shapes`` (None: all)."""
+    excluded = set(parse_combinations(exclude))
+    for shape in shapes or ():
+        if shape not in SHAPES:
+            raise KinemaError(f"unknown shape {shape!r} for --shape; choose from {', '.join(SHAPES)}")
+    if shapes:
+        excluded |= {(c, s, d) for c in COLOURS for s in SHAPES if s not in shapes for d in DIRECTIONS}
     if len(excluded) >= len(COLOURS) * len(SHAPES) * len(DIRECTIONS):
         raise KinemaError("exclude leaves no colour:shape:direction combination to draw")
+    return frozenset(excluded)
+
+
+def _samples(n: int, seed: int, num_frames: int, height: int, width: int, exclude,
+             shapes=None) -> Iterator[tuple[dict, object]]:
+    """(row, clip) for samples 0..n-1, drawn one at a time so a large set never sits in memory."""
+    # other shapes are left out as excluded combinations are, redrawn from the sample's own stream: sample i of a
+    # one-shape set is sample i of the full set wherever that one drew the shape
+    excluded = _excluded(exclude, shapes)
     for i in range(n):
         rng = random.Random(f"{seed}-{i}")  # each sample on its own stream: sample i is the same for any n
         spec = random_spec(rng, num_frames, height, width)
@@ -43,20 +57,22 @@ def _samples(n: int, seed: int, num_frames: int, height: int, width: int, exclud
         yield {"text": caption(spec, rng, phrasings="train"), **truth}, render(spec)
 
 
-def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, width: int = 32, exclude=()):
+def make_dataset(n: int, seed: int = 0, num_frames: int = 16, height: int = 32, width: int = 32, exclude=(),
+                 shapes=None):
     """(table, clips): table rows hold the caption and ground truth; clips[i] is uint8 [T, H, W, 3].
 
     ``exclude``: colour:shape:direction combinations never drawn (held out to test generalisation).
+    ``shapes``: draw only these shapes (None: all), e.g. to add examples of the shape a model finds hardest.
     """
     rows, clips = [], []
-    for row, clip in _samples(n, seed, num_frames, height, width, exclude):
+    for row, clip in _samples(n, seed, num_frames, height, width, exclude, shapes):
         rows.append(row)
         clips.append(clip)
     return pd.DataFrame(rows), clips
 
 
 def write_dataset(n: int, output_dir: str | os.PathLike, seed: int = 0, size: int = 32, num_frames: int = 16,
-                  ext: str = "mp4", exclude=(), progress: bool = False) -> Path:
+                  ext: str = "mp4", exclude=(), shapes=None, progress: bool = False) -> Path:
     """Write clips and ``meta.csv`` (Open-Sora columns + ground truth); returns the table's path."""
     from kinema.core.video import write_video
 
@@ -68,7 +84,7 @@ def write_dataset(n: int, output_dir: str | os.PathLike, seed: int = 0, size: in
     num_frames = check_number(num_frames, "frames", minimum=2, maximum=MAX_FRAMES, integer=True)
     output_dir = Path(output_dir)
     rows, paths = [], []
-    samples = _samples(n, seed, num_frames, size, size, exclude)
+    samples = _samples(n, seed, num_frames, size, size, exclude, shapes)
     for i, (row, frames) in enumerate(progress_bar(samples, total=n, desc="synth", unit="clip", enabled=progress)):
         path = output_dir / f"synth_{i:06d}.{ext}"
         write_video(path, frames, FPS)
