@@ -120,8 +120,10 @@ kinema train-export "$OUT/stdit2/$(cat "$OUT/stdit2/latest")" "$OUT/pipeline" --
     --default num_frames=17 --default height=32 --default width=32 --default fps=8 --default guidance_scale=1.5
 
 stage "adherence"
-kinema eval adherence --model "$OUT/pipeline" -n 200 --seed 0 --csv "$OUT/adherence.csv"
-kinema eval adherence --model "$OUT/pipeline" -n 200 --seed 0 --phrasing varied --csv "$OUT/adherence-varied.csv"
+# the pipeline folder was made anew above, so its scores replace an earlier run's
+kinema eval adherence --model "$OUT/pipeline" -n 200 --seed 0 --csv "$OUT/adherence.csv" --overwrite
+kinema eval adherence --model "$OUT/pipeline" -n 200 --seed 0 --phrasing varied --csv "$OUT/adherence-varied.csv" \
+    --overwrite
 
 if [ "${SHIP:-0}" = 1 ]; then
     dest=packages/kinema-sample/src/kinema/sample/default_model

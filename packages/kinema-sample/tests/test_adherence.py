@@ -171,6 +171,22 @@ def test_command_prints_the_table_and_writes_per_prompt_csv(tmp_path):
     assert "colour" in result.output and "direction" in result.output and "held-out" in result.output
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 4 and {"prompt", "colour_found", "shape_ok", "all_ok"} <= set(rows[0])
+    # a second run into the same file only with --overwrite (refusing it is test_sample_validation's)
+    again = CliRunner().invoke(eval_group, ["adherence", "-n", "4", "--seed", "2", "--steps", "2", "--batch-size",
+                                            "4", "--csv", str(out), "--overwrite"], env={"KINEMA_PIPELINE": None})
+    assert again.exit_code == 0, again.output
+    assert [r["prompt"] for r in csv.DictReader(open(out))] == [c.prompt for c in make_prompts(4, seed=2)]
+
+
+def test_the_default_csv_is_numbered_on_past_an_earlier_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adherence.csv").write_text("an earlier run's results\n")
+    result = CliRunner().invoke(eval_group, ["adherence", "-n", "2", "--steps", "2", "--batch-size", "2"],
+                                env={"KINEMA_PIPELINE": None})
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("per-prompt results: adherence-2.csv")
+    assert (tmp_path / "adherence.csv").read_text() == "an earlier run's results\n"
+    assert len(list(csv.DictReader(open(tmp_path / "adherence-2.csv")))) == 2
 
 
 def test_command_reports_a_missing_model(tmp_path):

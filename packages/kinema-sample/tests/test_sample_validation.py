@@ -209,6 +209,13 @@ def test_adherence_options_are_checked(tmp_path, args, needles, never_generates)
     assert_one_line_error(kinema("eval", "adherence", "-n", "1", *args, cwd=tmp_path), *needles)
 
 
+def test_adherence_keeps_an_earlier_runs_csv(tmp_path, never_generates):
+    (tmp_path / "mine.csv").write_text("an earlier run's results\n")
+    assert_one_line_error(kinema("eval", "adherence", "-n", "1", "--csv", "mine.csv", cwd=tmp_path),
+                          "--csv 'mine.csv' already exists", "--overwrite")
+    assert (tmp_path / "mine.csv").read_text() == "an earlier run's results\n"
+
+
 def test_resolve_size_keeps_the_pixel_count_only_without_a_table():
     from kinema.sample.cli import load_pipeline
 

@@ -157,6 +157,15 @@ def format_value_table(by_value: dict[str, dict[str, dict]]) -> str:
     return "\n\n".join("\n".join(_format_rows(f"asked {key}", table)) for key, table in by_value.items())
 
 
+def first_free(path: Path) -> Path:
+    """``path``, or the first of path-2, path-3, ... (before the suffix) that does not exist."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
 def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,14 +216,15 @@ def eval_group() -> None:
 @click.option("--steps", type=BoundedInt(1, MAX_STEPS), default=None, help="sampling steps (pipeline default)")
 @click.option("--cfg", type=FiniteFloat(0, MAX_GUIDANCE), default=None, help="guidance scale (pipeline default)")
 @click.option("--batch-size", type=BoundedInt(1, MAX_BATCH), default=10, show_default=True)
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default="adherence.csv", show_default=True,
-              help="per-prompt results")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="per-prompt results [default: adherence.csv, or adherence-2.csv, ... where that is taken]")
+@click.option("--overwrite", is_flag=True, help="replace a --csv file that is already there")
 @click.option("--device", default=None)
 @click.option("--attention-cache", "attention_cache", is_flag=False, flag_value="default", default=None,
               metavar="[SPEC]", help='reuse attention outputs across steps: alone for the default setting, or '
               '"spatial=2,temporal=3,cross=5,start=0.1,end=0.9"')
 def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing, steps, cfg, batch_size, csv_path,
-                      device, attention_cache):
+                      overwrite, device, attention_cache):
     """Sample prompts of the synthetic vocabulary and score colour, shape and direction with the analyser."""
     from transformers.utils import logging as hf_logging
 
@@ -223,6 +233,12 @@ def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing
 
     hf_logging.disable_progress_bar()
     cases = make_prompts(num_prompts, seed, held_out or HELD_OUT, holdout_only, phrasing)
+    # an earlier run's results are not replaced by accident: a named file only with --overwrite, the default
+    # name is numbered on
+    if csv_path is None:
+        csv_path = first_free(Path("adherence.csv"))
+    elif Path(csv_path).exists() and not overwrite:
+        raise KinemaError(f"--csv {csv_path!r} already exists; choose another --csv, or pass --overwrite to replace it")
     check_output_target(Path(csv_path), "--csv")
     cache_config = AttentionCacheConfig.parse(attention_cache) if attention_cache is not None else None
     pipe, model = load_pipeline(model, device)  # checks --device before loading
