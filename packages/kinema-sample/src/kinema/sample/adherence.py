@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,8 +245,8 @@ def adherence_command(model, num_prompts, seed, holdout_only, held_out, phrasing
     pipe, model = load_pipeline(model, device)  # checks --device before loading
     if cache_config is not None:
         pipe.enable_attention_cache(cache_config)
-    stderr = click.get_text_stream("stderr")
-    with click.progressbar(length=len(cases), label=f"sampling {len(cases)} prompts", file=stderr) as bar:
+    # the bar on stderr, so that stdout holds only the tables (click.get_text_stream goes in Click 9)
+    with click.progressbar(length=len(cases), label=f"sampling {len(cases)} prompts", file=sys.stderr) as bar:
         done = [0]
 
         def advance(n):
