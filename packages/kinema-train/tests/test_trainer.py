@@ -50,3 +50,26 @@ def test_gradient_checkpointing_gives_the_same_step(tmp_path):
     plain = Trainer(tiny_config(tmp_path / "a", "STDiT2"))
     checkpointed = Trainer(tiny_config(tmp_path / "b", "STDiT2", model={"gradient_checkpointing": True}))
     assert plain.train(max_steps=2) == pytest.approx(checkpointed.train(max_steps=2), abs=1e-6)
+
+
+def test_tokens_per_second_counts_the_patches_of_the_vae_latents(tmp_path):
+    """metrics.csv's tokens_per_s / samples_per_s is the transformer's token count per clip: the patches of the
+    latents the VAE actually returns for the training clips (5 frames of 16x16 px)."""
+    from kinema.vae import CausalVideoVAE, tiny_config as tiny_vae_config
+
+    torch.manual_seed(0)
+    vae = CausalVideoVAE.from_config(tiny_vae_config())
+    vae.save_pretrained(tmp_path / "vae")
+    model = {"kwargs": {**tiny_config(tmp_path).model.kwargs, "in_channels": vae.config.embed_dim}}
+    cfg = tiny_config(tmp_path / "run", "STDiT2", model=model, optim={"max_steps": 2},
+                      vae={"name": "causal-video-vae", "pretrained": str(tmp_path / "vae")}, data={"num_frames": 5})
+    Trainer(cfg).train()
+    with torch.no_grad():
+        t, h, w = vae.encode_video(torch.zeros(1, 3, 5, 16, 16)).shape[2:]
+    patches = t * math.ceil(h / 2) * math.ceil(w / 2)  # STDiT2's patch (1, 2, 2)
+    header, *rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    column = header.split(",").index
+    for row in rows:
+        values = row.split(",")
+        samples, tokens = float(values[column("samples_per_s")]), float(values[column("tokens_per_s")])
+        assert tokens / samples == pytest.approx(patches, rel=1e-6)

@@ -67,7 +67,7 @@ def default_resolution(pipe) -> str:
 
 def frame_range(pipe) -> tuple[int, int, int]:
     """(minimum, maximum, step) of video lengths the VAE accepts: any count, or 1 + k * temporal compression."""
-    tc = getattr(pipe.vae, "temporal_compression", 1)
+    tc = 1 if pipe.vae is None else pipe.vae.temporal_compression  # no VAE: the pipeline takes latents
     if tc > 1:
         return 1 + tc, 1 + MAX_FRAMES, tc
     return 2, MAX_FRAMES, 1

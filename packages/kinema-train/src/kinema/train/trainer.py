@@ -459,9 +459,7 @@ class Trainer:
     def _latent_shape(self, shape) -> tuple:
         if self.vae is None:
             return tuple(shape)
-        tc = getattr(self.vae, "temporal_compression", 1)
-        sc = getattr(self.vae, "spatial_compression", 8)
-        return (*shape[:2], 1 + (shape[2] - 1) // tc, shape[3] // sc, shape[4] // sc)
+        return (*shape[:2], *self.vae.latent_size(tuple(shape[2:])))  # kinema.vae.interface
 
     # -- checkpoints -------------------------------------------------------------------------
 
