@@ -29,12 +29,11 @@ MAX_FRAMES = 1024
 
 def _excluded(exclude, shapes) -> frozenset[tuple[str, str, str]]:
     """The combinations never drawn: those excluded, and every one of a shape not in ``shapes`` (None: all)."""
-    excluded = set(parse_combinations(exclude))
-    for shape in shapes or ():
-        if shape not in SHAPES:
-            raise KinemaError(f"unknown shape {shape!r} for --shape; choose from {', '.join(SHAPES)}")
-    if shapes:
-        excluded |= {(c, s, d) for c in COLOURS for s in SHAPES if s not in shapes for d in DIRECTIONS}
+    unknown = sorted(set(shapes or ()) - set(SHAPES))
+    if unknown:
+        raise KinemaError(f"unknown shape {unknown[0]!r} for --shape; choose from {', '.join(SHAPES)}")
+    left_out = [s for s in SHAPES if shapes and s not in shapes]
+    excluded = set(parse_combinations(exclude)) | {(c, s, d) for c in COLOURS for s in left_out for d in DIRECTIONS}
     if len(excluded) >= len(COLOURS) * len(SHAPES) * len(DIRECTIONS):
         raise KinemaError("exclude leaves no colour:shape:direction combination to draw")
     return frozenset(excluded)
